@@ -1,0 +1,44 @@
+# One entry point for people and CI: `make serve` runs raylane, `make test` checks it.
+#
+# llama-cpp-python has no wheel on PyPI and builds from source (a few minutes on
+# two cores). It is built once with portable CPU flags (AVX2; the native build
+# crashes in llama.cpp's AMX kernels on CPUs that have AMX) and cached in
+# $(WHEELS), so later installs on the same machine take seconds.
+
+PYTHON ?= python3
+VENV ?= .venv
+WHEELS ?= $(HOME)/.cache/raylane/wheels
+LLAMA_CPP_VERSION ?= 0.3.36
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+PIP = $(VENV)/bin/pip install --prefer-binary --find-links $(WHEELS)
+ARGS ?=
+
+.PHONY: serve install test lint unit integration e2e wheels clean
+
+serve: install
+	$(VENV)/bin/raylane serve $(ARGS)
+
+install: $(VENV)/bin/activate wheels
+	$(PIP) .
+
+test: $(VENV)/bin/activate wheels
+	$(PIP) -e ".[test]"
+	$(MAKE) lint
+	$(VENV)/bin/python -m pytest $(ARGS)
+
+lint:
+	$(VENV)/bin/ruff check cluster workers router loadtest tests
+	$(VENV)/bin/mypy
+
+$(VENV)/bin/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --upgrade pip wheel
+
+wheels: $(VENV)/bin/activate
+	@mkdir -p $(WHEELS)
+	@ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VENV)/bin/pip wheel --no-deps --no-cache-dir \
+			-w $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

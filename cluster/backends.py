@@ -1,0 +1,60 @@
+"""Engine settings per backend: the `pools[].options` a config may give.
+
+These Structs are part of the contract between the config and the workers, so
+they live here; each engine reads its own with `options_for`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class LlamaCppOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    n_ctx: int = 2048
+    """Context length in tokens (prompt + completion) of each slot."""
+    n_threads: int | None = None
+    """CPU threads per generation; null lets llama.cpp choose."""
+    n_batch: int = 512
+    """Prompt tokens evaluated per batch."""
+    n_gpu_layers: int = 0
+    """Layers offloaded to a GPU when llama.cpp was built with one."""
+    chat_template: str | None = None
+    """A Jinja chat template overriding the one in the GGUF file."""
+
+
+class SimOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    tokens_per_s: float = 50.0
+    """Tokens each slot emits per second."""
+    ttft_s: float = 0.0
+    """Extra delay before the first token (a stand-in for prompt processing)."""
+    n_ctx: int = 4096
+    """Context length the simulated model claims."""
+    default_tokens: int = 16
+    """Tokens produced when a request sets no max_tokens."""
+
+
+BACKENDS: dict[str, type[msgspec.Struct]] = {
+    "llama.cpp": LlamaCppOptions,
+    "sim": SimOptions,
+}
+
+
+def options_for(backend: str, options: dict[str, Any]) -> Any:
+    """The typed options of `backend` (raises msgspec.ValidationError)."""
+    return msgspec.convert(options, BACKENDS[backend])
+
+
+def validate_options(backend: str, options: dict[str, Any]) -> tuple[str, str] | None:
+    """None when `options` suit `backend`, else (path below options, problem)."""
+    try:
+        options_for(backend, options)
+    except msgspec.ValidationError as exc:
+        message, _, path = str(exc).rpartition(" - at `")
+        path = path.rstrip("`").removeprefix("$")
+        if message.startswith("Object contains unknown field"):
+            field = message.split("`")[1]
+            return f"{path}.{field}", f"unknown option for backend {backend!r}"
+        return path, message or str(exc)
+    return None

@@ -1,0 +1,103 @@
+"""The `raylane` command: serve a config, show a running cluster's status, check a config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import urllib.error
+import urllib.request
+from typing import Any
+
+from raylane.cluster.config import load_config
+from raylane.cluster.yamlpos import ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="raylane", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start raylane in the foreground (Ctrl-C stops)")
+    serve.add_argument("config", nargs="?", help="raylane.yaml (default: the embedded config)")
+    serve.add_argument("--host", help="override router.host")
+    serve.add_argument("--port", type=int, help="override router.port")
+    status = commands.add_parser("status", help="models, pools, replicas and queues")
+    status.add_argument("--url", default="http://127.0.0.1:8000", help="the router's address")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    check = commands.add_parser("check", help="validate a config file and exit")
+    check.add_argument("config")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "status":
+            return _status(args)
+        load_config(args.config)
+        print(f"{args.config}: ok")
+        return 0
+    except ConfigError as exc:
+        print(f"raylane: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from raylane.cluster.runtime import Cluster
+
+    config = load_config(args.config)
+    if args.host or args.port:
+        router = msgspec.structs.replace(config.router, host=args.host or config.router.host,
+                                         port=args.port or config.router.port)
+        config = msgspec.structs.replace(config, router=router)
+    cluster = Cluster(config)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    try:
+        took = cluster.start()
+        names = ", ".join(m.name for m in config.models)
+        print(f"raylane: serving {names} at {cluster.url}/v1 (started in {took:.1f} s); "
+              "Ctrl-C stops", flush=True)
+        stopping.wait()
+        print("raylane: stopping", flush=True)
+    finally:
+        cluster.stop()
+    print("raylane: stopped", flush=True)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    url = args.url.rstrip("/") + "/raylane/status"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            status = json.load(response)
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"raylane: cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(status, indent=2) if args.json else render_status(status))
+    return 0
+
+
+def render_status(status: dict[str, Any]) -> str:
+    """The status JSON as a table a person can read."""
+    lines = []
+    for model in status["models"]:
+        queue = model["queue"]
+        aliases = f" (aliases: {', '.join(model['aliases'])})" if model["aliases"] else ""
+        lines.append(f"model {model['name']}{aliases}")
+        by_priority = ", ".join(f"p{p}={n}" for p, n in queue["by_priority"].items()) or "-"
+        lines.append(f"  queue: {queue['depth']}/{queue['max_depth']} queued [{by_priority}], "
+                     f"{queue['running']} running, {queue['dead_letters']} dead-lettered, "
+                     f"draining {queue['drain_per_s']}/s")
+        for pool in model["pools"]:
+            replicas = pool["replicas"]
+            lines.append(f"  pool {pool['name']} ({pool['backend']}, {pool['model']}): "
+                         f"{replicas['live']} live replicas [min {replicas['min']}, "
+                         f"max {replicas['max']}], {pool['busy']}/{pool['slots']} slots busy")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

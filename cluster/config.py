@@ -1,0 +1,228 @@
+"""The raylane configuration: one YAML file, typed, validated on load.
+
+Every section is a msgspec Struct that rejects unknown keys, so a typo in
+`raylane.yaml` fails at start with the key and the line named instead of being
+silently ignored. With no file, `default_config()` serves the bundled model.
+
+This module must never import the router or the workers: both read it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from raylane.cluster.backends import BACKENDS, validate_options
+from raylane.cluster.yamlpos import ConfigError, decode_yaml
+
+Backend = Literal["llama.cpp", "sim"]
+
+
+class Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """A config section: unknown keys are errors, every field has a default."""
+
+
+class RedisConfig(Base, kw_only=True):
+    url: str | None = None
+    """Redis URL (`redis://host:port/db`). null starts an embedded redis-server."""
+
+
+class Replicas(Base, kw_only=True):
+    min: int = 1
+    """Fewest replicas the pool or router runs."""
+    max: int = 1
+    """Most replicas the pool or router runs."""
+
+
+class RouterConfig(Base, kw_only=True):
+    host: str = "127.0.0.1"
+    """Address the HTTP proxy binds (0.0.0.0 to serve other hosts)."""
+    port: int = 8000
+    """Port of the OpenAI/Ollama HTTP API."""
+    replicas: Replicas = Replicas()
+    """Router replicas (each owns one Redis inbox)."""
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Largest request body accepted; larger bodies get 413."""
+
+
+class QueueConfig(Base, kw_only=True):
+    max_depth: int = 1000
+    """Queued jobs past which the router answers 429 before enqueueing."""
+    timeout_s: float = 60.0
+    """Default deadline of a request (queue wait + generation), in seconds."""
+    default_priority: int = 0
+    """Priority of a request that names none. Lower is more urgent."""
+    lease_s: float = 10.0
+    """How long a worker's claim on a job lasts without a heartbeat."""
+    max_attempts: int = 3
+    """Leases a job may lose before it is dead-lettered."""
+
+
+class PoolConfig(Base, kw_only=True):
+    backend: Backend
+    """Engine of this pool: `llama.cpp` (GGUF on CPU) or `sim` (synthetic, for load tests)."""
+    model: str = "bundled:smollm2-135m"
+    """Weights: a path, or `bundled:smollm2-135m` for the GGUF shipped with raylane."""
+    name: str | None = None
+    """Pool name, unique within its model; defaults to `<backend>-<index>`."""
+    options: dict[str, Any] = {}
+    """Engine settings (llama.cpp: n_ctx, n_threads, n_batch; sim: tokens_per_s, ...)."""
+    slots: int = 1
+    """Jobs one replica runs at once; it leases only when a slot is free."""
+    resources: dict[str, float] = msgspec.field(default_factory=lambda: {"CPU": 1.0})
+    """Ray resources of one replica (CPU, GPU, memory or custom)."""
+    replicas: Replicas = Replicas()
+    """Replica bounds of this pool."""
+    priorities: tuple[int | None, int | None] = (None, None)
+    """Inclusive priority range the pool takes (null = unbounded on that side)."""
+
+
+class ModelConfig(Base, kw_only=True):
+    name: str
+    """The model's served name (what clients put in `model`)."""
+    aliases: list[str] = []
+    """Other names clients may use for this model."""
+    queue: QueueConfig = QueueConfig()
+    """This model's queue: depth bound, default deadline and priority, leases."""
+    pools: list[PoolConfig]
+    """Worker pools serving this model; all drain its one queue."""
+
+
+class Config(Base, kw_only=True):
+    redis: RedisConfig = RedisConfig()
+    router: RouterConfig = RouterConfig()
+    models: list[ModelConfig]
+    """Served models; at least one."""
+
+    def model(self, name: str) -> ModelConfig | None:
+        """The model served under `name` or one of its aliases."""
+        for model in self.models:
+            if name == model.name or name in model.aliases:
+                return model
+        return None
+
+
+def pool_name(pool: PoolConfig, index: int) -> str:
+    """A pool's name: the configured one or `<backend>-<index>`."""
+    return pool.name or f"{pool.backend.replace('.', '')}-{index}"
+
+
+def deployment_name(model: str, pool: str) -> str:
+    """The Ray Serve deployment running a model's pool."""
+    return f"worker:{model}:{pool}"
+
+
+def default_config() -> Config:
+    """The embedded default: one llama.cpp pool serving the bundled SmolLM2-135M."""
+    threads = max(1, min(4, os.cpu_count() or 1))
+    return Config(
+        models=[
+            ModelConfig(
+                name="smollm2-135m",
+                aliases=["smollm2"],
+                pools=[
+                    PoolConfig(
+                        backend="llama.cpp",
+                        model="bundled:smollm2-135m",
+                        options={"n_ctx": 2048, "n_threads": threads},
+                        slots=1,
+                        resources={"CPU": 1.0},
+                    )
+                ],
+            )
+        ]
+    )
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Decode and validate a YAML config; errors name the key and its line."""
+    config = decode_yaml(text, Config, source)
+    _check(config, text, source)
+    return config
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """Load `path`, or the embedded default when it is None."""
+    if path is None:
+        return default_config()
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {file}: {exc.strerror}") from exc
+    return parse_config(text, str(file))
+
+
+def _check(config: Config, text: str, source: str) -> None:
+    """Cross-field rules the types cannot say."""
+    fail = _Failer(text, source)
+    if not config.models:
+        fail("$.models", "at least one model is required")
+    fail.replicas(config.router.replicas, "$.router.replicas", allow_zero=False)
+    names: dict[str, str] = {}
+    for m, model in enumerate(config.models):
+        at = f"$.models[{m}]"
+        for i, name in enumerate([model.name, *model.aliases]):
+            where = f"{at}.name" if i == 0 else f"{at}.aliases[{i - 1}]"
+            if name in names:
+                fail(where, f"model name {name!r} is already used by {names[name]!r}")
+            names[name] = model.name
+        _check_queue(model.queue, f"{at}.queue", fail)
+        if not model.pools:
+            fail(f"{at}.pools", "a model needs at least one pool")
+        seen: set[str] = set()
+        for p, pool in enumerate(model.pools):
+            where = f"{at}.pools[{p}]"
+            name = pool_name(pool, p)
+            if name in seen:
+                fail(f"{where}.name", f"pool name {name!r} is used twice in model {model.name!r}")
+            seen.add(name)
+            _check_pool(pool, where, fail)
+
+
+def _check_queue(queue: QueueConfig, at: str, fail: _Failer) -> None:
+    if queue.max_depth < 1:
+        fail(f"{at}.max_depth", "must be at least 1")
+    for key in ("timeout_s", "lease_s"):
+        if getattr(queue, key) <= 0:
+            fail(f"{at}.{key}", "must be greater than 0")
+    if queue.max_attempts < 1:
+        fail(f"{at}.max_attempts", "must be at least 1")
+
+
+def _check_pool(pool: PoolConfig, at: str, fail: _Failer) -> None:
+    if pool.slots < 1:
+        fail(f"{at}.slots", "must be at least 1")
+    fail.replicas(pool.replicas, f"{at}.replicas", allow_zero=True)
+    for key, amount in pool.resources.items():
+        if amount < 0:
+            fail(f"{at}.resources.{key}", "must not be negative")
+    low, high = pool.priorities
+    if low is not None and high is not None and low > high:
+        fail(f"{at}.priorities", "the first bound must not exceed the second")
+    if pool.backend in BACKENDS:
+        problem = validate_options(pool.backend, pool.options)
+        if problem is not None:
+            path, message = problem
+            fail(f"{at}.options{path}", message)
+
+
+class _Failer:
+    """Raises ConfigError for a JSON-path-like location in the source text."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.text = text
+        self.source = source
+
+    def __call__(self, path: str, message: str) -> None:
+        raise ConfigError.at(self.text, self.source, path, message)
+
+    def replicas(self, replicas: Replicas, at: str, *, allow_zero: bool) -> None:
+        lowest = 0 if allow_zero else 1
+        if replicas.min < lowest:
+            self(f"{at}.min", f"must be at least {lowest}")
+        if replicas.max < max(1, replicas.min):
+            self(f"{at}.max", f"must be at least {max(1, replicas.min)} (and at least min)")

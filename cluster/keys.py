@@ -1,0 +1,55 @@
+"""Every Redis key raylane uses, in one place.
+
+All keys share a prefix so one Redis can hold several raylane clusters (and
+tests can run side by side). Lua scripts build per-job keys from `job_prefix`;
+they never invent other names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "raylane"
+
+    def queue(self, model: str) -> str:
+        """Sorted set of queued job members (score = priority, FIFO by member)."""
+        return f"{self.prefix}:q:{model}"
+
+    def leases(self, model: str) -> str:
+        """Sorted set of leased job ids, scored by lease expiry (ms)."""
+        return f"{self.prefix}:leases:{model}"
+
+    def wake(self, model: str) -> str:
+        """List of wake-up tokens idle workers block on."""
+        return f"{self.prefix}:wake:{model}"
+
+    def dead(self, model: str) -> str:
+        """Sorted set of dead-lettered job ids, scored by time of death (ms)."""
+        return f"{self.prefix}:dead:{model}"
+
+    def seq(self) -> str:
+        """Counter giving queued jobs their FIFO order."""
+        return f"{self.prefix}:seq"
+
+    @property
+    def job_prefix(self) -> str:
+        """Prefix of the per-job hash `<prefix>:job:<id>`."""
+        return f"{self.prefix}:job:"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.job_prefix}{job_id}"
+
+    def inbox(self, router_id: str) -> str:
+        """Stream of events for the requests one router replica waits on."""
+        return f"{self.prefix}:inbox:{router_id}"
+
+    def done(self, model: str, bucket: int) -> str:
+        """Jobs of `model` finished in one 10-second bucket (drain rate)."""
+        return f"{self.prefix}:done:{model}:{bucket}"
+
+    def workers(self, model: str) -> str:
+        """Hash of worker replica id -> its last heartbeat (JSON)."""
+        return f"{self.prefix}:workers:{model}"

@@ -1,0 +1,32 @@
+-- Lease the most urgent queued job within a priority range, skipping dead ones.
+-- KEYS[1] queue zset, KEYS[2] leases zset
+-- ARGV[1] job key prefix, ARGV[2] now (ms), ARGV[3] lease length (ms), ARGV[4] worker id,
+-- ARGV[5] lowest priority value taken ('-inf'), ARGV[6] highest ('+inf'), ARGV[7] inbox max length
+-- Returns {id, body, token, attempt}, or false when nothing is leasable.
+local now = tonumber(ARGV[2])
+for _ = 1, 64 do
+  local found = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[5], ARGV[6], 'LIMIT', 0, 1)
+  if #found == 0 then
+    return false
+  end
+  local member = found[1]
+  redis.call('ZREM', KEYS[1], member)
+  local id = string.sub(member, 18)
+  local key = ARGV[1] .. id
+  local job = redis.call('HMGET', key, 'body', 'deadline', 'reply', 'attempt')
+  if job[1] then
+    if tonumber(job[2]) <= now then
+      -- Past its deadline while queued: never started, its caller is told.
+      redis.call('XADD', job[3], 'MAXLEN', '~', ARGV[7], '*', 'rid', id, 'att', job[4], 'ev', 'timeout')
+      redis.call('DEL', key)
+    else
+      local attempt = tonumber(job[4]) + 1
+      local token = ARGV[4] .. '/' .. attempt
+      redis.call('HSET', key, 'attempt', attempt, 'token', token, 'state', 'leased', 'worker', ARGV[4])
+      redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), id)
+      redis.call('XADD', job[3], 'MAXLEN', '~', ARGV[7], '*', 'rid', id, 'att', attempt, 'ev', 'started')
+      return {id, job[1], token, attempt}
+    end
+  end
+end
+return false

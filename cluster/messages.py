@@ -1,0 +1,120 @@
+"""Messages between router and workers: jobs going down, events coming back.
+
+A `Job` is encoded once by the router and stored in Redis as the job's body;
+workers decode it with the typed decoder below. Events travel in the router
+replica's inbox stream: the stream entry's fields carry the envelope (request
+id, attempt, event name) so Lua scripts can write some events themselves, and
+`data` carries a msgspec-encoded body for the events that have one.
+
+Every field added after the first release gets a default, so old and new
+routers and workers can share a queue during a rolling upgrade.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal
+
+import msgspec
+
+
+class Message(msgspec.Struct, kw_only=True, frozen=True):
+    role: str
+    content: str
+    name: str | None = None
+
+
+class ChatPrompt(msgspec.Struct, tag="chat", frozen=True):
+    messages: list[Message]
+
+
+class TextPrompt(msgspec.Struct, tag="text", frozen=True):
+    text: str
+
+
+class TokenPrompt(msgspec.Struct, tag="tokens", frozen=True):
+    tokens: list[int]
+
+
+Prompt = ChatPrompt | TextPrompt | TokenPrompt
+
+
+class SamplingParams(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """What the OpenAI API lets a caller set about generation."""
+
+    max_tokens: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = []
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+
+class Job(msgspec.Struct, kw_only=True, frozen=True):
+    """One unit of work for a worker: a prompt to complete for one caller."""
+
+    id: str
+    model: str
+    kind: Literal["chat", "completion"]
+    prompt: Prompt
+    params: SamplingParams = SamplingParams()
+    priority: int = 0
+    created_at: float = 0.0
+    deadline: float = 0.0
+    """Wall-clock time (epoch seconds) after which nobody waits for this job."""
+    reply_to: str = ""
+    """The inbox stream of the router replica waiting for this job's events."""
+    request_id: str = ""
+    """The caller-visible request id, for logs."""
+
+
+class LeasedJob(msgspec.Struct, kw_only=True, frozen=True):
+    """A job as a worker holds it: the job plus the claim that fences it."""
+
+    job: Job
+    token: str
+    attempt: int
+
+
+class Event(str, enum.Enum):
+    """Names of the events in a router inbox."""
+
+    STARTED = "started"  # a worker leased the job (attempt n)
+    DELTA = "delta"  # generated text
+    DONE = "done"  # generation finished normally
+    ERROR = "error"  # the job failed; the body says how
+    TIMEOUT = "timeout"  # the deadline passed while the job was queued
+    REQUEUED = "requeued"  # the worker holding attempt n lost its lease
+    DEAD = "dead"  # the job lost too many leases and was dead-lettered
+    CANCELLED = "cancelled"  # the worker stopped the job after a cancel
+
+
+class Delta(msgspec.Struct, kw_only=True, frozen=True):
+    text: str
+    tokens: int
+    """Completion tokens this delta accounts for."""
+
+
+class Done(msgspec.Struct, kw_only=True, frozen=True):
+    finish_reason: Literal["stop", "length"]
+    prompt_tokens: int
+    completion_tokens: int
+    text: str = ""
+    """Text not yet sent in a delta (held back while a stop string was possible)."""
+
+
+class Failure(msgspec.Struct, kw_only=True, frozen=True):
+    """An error a worker reports; `kind` maps to an HTTP status in the router."""
+
+    kind: Literal["invalid_request", "context_length", "engine", "internal"]
+    message: str
+    param: str | None = None
+
+
+job_encoder = msgspec.msgpack.Encoder()
+job_decoder = msgspec.msgpack.Decoder(Job)
+event_encoder = msgspec.json.Encoder()
+delta_decoder = msgspec.json.Decoder(Delta)
+done_decoder = msgspec.json.Decoder(Done)
+failure_decoder = msgspec.json.Decoder(Failure)

@@ -1,0 +1,182 @@
+"""The job queue contract, over Redis: enqueue, lease, renew, emit, reap, cancel.
+
+One `JobQueue` per process talks to one Redis. Every step that must not be
+interleaved with another runs as a Lua script (the `.lua` files beside this
+module), so a job is in exactly one place at a time: queued, leased, or gone.
+
+Per model:
+- queued jobs sit in a sorted set scored by priority (lower first) with members
+  that sort FIFO within a priority;
+- a worker leases one job per free slot; the lease expires unless renewed, and a
+  lapsed lease puts the job back in its old place with attempt + 1, up to
+  `max_attempts`, after which it is dead-lettered;
+- every event a worker sends goes through `emit`, which drops it unless the
+  sender still holds the job's current lease token (fencing).
+
+Times are epoch milliseconds from the caller's clock; hosts of one cluster are
+assumed to keep their clocks in step (NTP), as Redis-based job queues do.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+import redis.asyncio as aioredis
+
+from raylane.cluster.errors import QueueFull
+from raylane.cluster.keys import Keys
+from raylane.cluster.messages import Job, LeasedJob, job_decoder, job_encoder
+
+INBOX_MAXLEN = 100_000
+"""Approximate cap of one router inbox stream (entries)."""
+JOB_GRACE_MS = 60_000
+"""How long a job's hash outlives its deadline (so late events find it)."""
+DEAD_KEEP_MS = 24 * 3600 * 1000
+"""How long a dead-lettered job's hash is kept for inspection."""
+DRAIN_BUCKET_S = 10
+"""Width of one bucket of the finished-jobs counter (drain rate)."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What `enqueue` tells the caller: the queue depth after the batch."""
+
+    depth: int
+
+
+class JobQueue:
+    """Client side of the queue for routers and workers alike."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys | None = None) -> None:
+        self.redis = redis
+        self.keys = keys or Keys()
+        self._scripts = {
+            name: redis.register_script(_lua(name))
+            for name in ("enqueue", "lease", "renew", "emit", "reap", "cancel")
+        }
+
+    async def enqueue(self, jobs: Sequence[Job], *, max_depth: int) -> Admission:
+        """Queue `jobs` (all of one model) atomically, or raise QueueFull."""
+        model = jobs[0].model
+        args: list[str | bytes | int] = [self.keys.job_prefix, max_depth, JOB_GRACE_MS, len(jobs)]
+        for job in jobs:
+            args += [job.id, job.priority, int(job.deadline * 1000), job.reply_to,
+                     job_encoder.encode(job)]
+        keys = [self.keys.queue(model), self.keys.wake(model), self.keys.seq()]
+        admitted, depth = await self._scripts["enqueue"](keys=keys, args=args)
+        if not admitted:
+            retry = await self.retry_after(model, depth)
+            raise QueueFull(
+                f"The queue of model '{model}' is full ({depth} requests waiting); "
+                f"retry in {retry} s.",
+                retry_after=retry,
+            )
+        return Admission(depth=int(depth))
+
+    async def lease(
+        self,
+        model: str,
+        worker: str,
+        *,
+        lease_s: float,
+        priorities: tuple[int | None, int | None] = (None, None),
+    ) -> LeasedJob | None:
+        """Claim the most urgent queued job in the priority range, if any."""
+        low, high = priorities
+        args = [self.keys.job_prefix, now_ms(), int(lease_s * 1000), worker,
+                "-inf" if low is None else low, "+inf" if high is None else high, INBOX_MAXLEN]
+        found = await self._scripts["lease"](
+            keys=[self.keys.queue(model), self.keys.leases(model)], args=args
+        )
+        if not found:
+            return None
+        _, body, token, attempt = found
+        return LeasedJob(job=job_decoder.decode(body), token=_text(token), attempt=int(attempt))
+
+    async def renew(
+        self, model: str, held: Iterable[tuple[str, str]], *, lease_s: float
+    ) -> list[str]:
+        """Extend leases of (job id, token) pairs; 'ok' | 'cancel' | 'lost' for each."""
+        args: list[str | int] = [self.keys.job_prefix, now_ms(), int(lease_s * 1000)]
+        for job_id, token in held:
+            args += [job_id, token]
+        if len(args) == 3:
+            return []
+        out = await self._scripts["renew"](keys=[self.keys.leases(model)], args=args)
+        return [_text(status) for status in out]
+
+    async def emit(
+        self, leased: LeasedJob, event: str, data: bytes = b"", *, final: bool = False
+    ) -> int:
+        """Send an event for a leased job: 1 sent, 2 sent but cancel asked, 0 fenced off."""
+        model = leased.job.model
+        bucket = int(time.time()) // DRAIN_BUCKET_S
+        return int(
+            await self._scripts["emit"](
+                keys=[self.keys.leases(model), self.keys.done(model, bucket)],
+                args=[self.keys.job_prefix, leased.job.id, leased.token, event, data,
+                      "1" if final else "0", INBOX_MAXLEN],
+            )
+        )
+
+    async def reap(self, model: str, *, max_attempts: int) -> int:
+        """Requeue (or dead-letter) jobs whose lease lapsed; returns how many."""
+        keys = [self.keys.leases(model), self.keys.queue(model), self.keys.wake(model),
+                self.keys.dead(model)]
+        args = [self.keys.job_prefix, now_ms(), max_attempts, INBOX_MAXLEN, DEAD_KEEP_MS]
+        return int(await self._scripts["reap"](keys=keys, args=args))
+
+    async def cancel(self, job_id: str) -> str:
+        """'removed' if it was still queued, 'flagged' if a worker has it, else 'gone'."""
+        result = await self._scripts["cancel"](keys=[], args=[self.keys.job_prefix, job_id])
+        return _text(result)
+
+    async def wait_for_work(self, model: str, timeout_s: float) -> bool:
+        """Block until a wake-up token arrives for `model` or the timeout passes."""
+        return await self.redis.blpop([self.keys.wake(model)], timeout=timeout_s) is not None
+
+    async def depth(self, model: str) -> int:
+        return int(await self.redis.zcard(self.keys.queue(model)))
+
+    async def depth_by_priority(self, model: str) -> dict[int, int]:
+        """Queued jobs of `model` counted per priority."""
+        counts: dict[int, int] = {}
+        async for _, score in self.redis.zscan_iter(self.keys.queue(model)):
+            counts[int(score)] = counts.get(int(score), 0) + 1
+        return dict(sorted(counts.items()))
+
+    async def leased(self, model: str) -> int:
+        return int(await self.redis.zcard(self.keys.leases(model)))
+
+    async def dead_letters(self, model: str) -> list[str]:
+        return [_text(x) for x in await self.redis.zrange(self.keys.dead(model), 0, -1)]
+
+    async def drain_rate(self, model: str) -> float:
+        """Jobs of `model` finished per second over the last 30 s or so."""
+        bucket = int(time.time()) // DRAIN_BUCKET_S
+        counts = await self.redis.mget([self.keys.done(model, bucket - i) for i in (1, 2, 3)])
+        done = sum(int(c) for c in counts if c is not None)
+        return done / (3 * DRAIN_BUCKET_S)
+
+    async def retry_after(self, model: str, depth: int) -> int:
+        """Seconds until a queue of `depth` has drained at the measured rate (1..600)."""
+        rate = await self.drain_rate(model)
+        if rate <= 0:
+            return 5
+        return max(1, min(600, math.ceil(depth / rate)))
+
+
+def _lua(name: str) -> str:
+    return resources.files("raylane.cluster").joinpath(f"lua/{name}.lua").read_text()
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value

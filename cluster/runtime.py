@@ -1,0 +1,94 @@
+"""Start and stop a raylane cluster from one process: Redis, Ray, Serve, the app.
+
+With no Ray address this starts a local Ray; with no Redis URL it starts an
+embedded redis-server. `stop` undoes exactly what `start` did: it deletes the
+application from a Ray cluster it joined, and shuts down a Ray and a Redis it
+started, so nothing is left running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from raylane.cluster.app import APP_NAME, build_application
+from raylane.cluster.config import Config
+from raylane.cluster.redis_server import RedisServer
+from raylane.cluster.weights import resolve_weights
+
+log = logging.getLogger("raylane")
+
+
+@dataclass
+class Cluster:
+    config: Config
+    redis_url: str | None = None
+    ray_address: str | None = None
+    prefix: str = "raylane"
+    _redis: RedisServer | None = field(default=None, repr=False)
+    _own_ray: bool = False
+
+    def start(self) -> float:
+        """Bring everything up; returns seconds taken. Raises on any failure."""
+        began = time.monotonic()
+        for model in self.config.models:
+            for pool in model.pools:
+                if pool.backend != "sim":
+                    resolve_weights(pool.model)  # fail before starting anything
+        try:
+            self._start_redis()
+            self._start_ray()
+            self._start_serve()
+        except BaseException:
+            self.stop()
+            raise
+        return time.monotonic() - began
+
+    def _start_redis(self) -> None:
+        url = self.redis_url or os.environ.get("REDIS_URL") or self.config.redis.url
+        if url is None:
+            self._redis = RedisServer().start()
+            url = self._redis.url
+        self.redis_url = url
+
+    def _start_ray(self) -> None:
+        import ray
+
+        address = self.ray_address or os.environ.get("RAY_ADDRESS")
+        self._own_ray = address is None
+        ray.init(address=address, namespace="raylane", include_dashboard=False,
+                 configure_logging=True, logging_level=logging.WARNING)
+
+    def _start_serve(self) -> None:
+        from ray import serve
+
+        router = self.config.router
+        serve.start(http_options={"host": router.host, "port": router.port})
+        assert self.redis_url is not None
+        app = build_application(self.config, self.redis_url, self.prefix)
+        serve.run(app, name=APP_NAME, route_prefix="/")
+
+    @property
+    def url(self) -> str:
+        router = self.config.router
+        host = "127.0.0.1" if router.host in ("0.0.0.0", "::") else router.host
+        return f"http://{host}:{router.port}"
+
+    def stop(self) -> None:
+        import ray
+        from ray import serve
+
+        if ray.is_initialized():
+            try:
+                if self._own_ray:
+                    serve.shutdown()
+                else:
+                    serve.delete(APP_NAME)
+            except Exception as exc:  # keep tearing down whatever else is up
+                log.warning("stopping Serve failed: %s", exc)
+            ray.shutdown()
+        if self._redis is not None:
+            self._redis.stop()
+            self._redis = None

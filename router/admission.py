@@ -1,0 +1,75 @@
+"""Admission: which model a request is for, how urgent it is, and until when it matters."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from raylane.cluster.config import Config, ModelConfig
+from raylane.cluster.errors import InvalidRequest, ModelNotFound
+
+PRIORITY_HEADER = "x-priority"
+TIMEOUT_HEADER = "x-request-timeout"
+MAX_TIMEOUT_S = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What admission decided about one request."""
+
+    model: ModelConfig
+    priority: int
+    created: float
+    deadline: float
+    request_id: str
+
+
+def admit(
+    config: Config, model: str, priority: int | None, headers: Mapping[str, str], kind: str
+) -> Ticket:
+    """Resolve the model and the request's priority and deadline, or raise."""
+    served = config.model(model)
+    if served is None:
+        raise ModelNotFound(f"The model '{model}' does not exist.", param="model")
+    if priority is None:
+        priority = _header_int(headers, PRIORITY_HEADER)
+    if priority is None:
+        priority = served.queue.default_priority
+    timeout = _header_timeout(headers) or served.queue.timeout_s
+    now = time.time()
+    prefix = "chatcmpl" if kind == "chat" else "cmpl"
+    return Ticket(served, priority, now, now + timeout, f"{prefix}-{uuid.uuid4().hex}")
+
+
+def _header_int(headers: Mapping[str, str], name: str) -> int | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise InvalidRequest(f"Header {name} must be an integer, got {raw!r}.",
+                             param=name) from None
+    if abs(value) > 1_000_000:
+        raise InvalidRequest(f"Header {name} must lie in [-1000000, 1000000].", param=name)
+    return value
+
+
+def _header_timeout(headers: Mapping[str, str]) -> float | None:
+    raw = headers.get(TIMEOUT_HEADER)
+    if raw is None:
+        return None
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = math.nan
+    if not (0 < value <= MAX_TIMEOUT_S):
+        raise InvalidRequest(
+            f"Header {TIMEOUT_HEADER} must be a number of seconds in (0, {MAX_TIMEOUT_S:.0f}], "
+            f"got {raw!r}.",
+            param=TIMEOUT_HEADER,
+        )
+    return value

@@ -1,0 +1,71 @@
+"""The one place where errors become HTTP: OpenAI-shaped bodies and status codes.
+
+    {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}
+
+Every route raises `raylane.cluster.errors` exceptions; the handlers installed
+by `install` turn them (and anything unexpected) into responses.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import msgspec
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+
+from raylane.cluster.errors import InvalidRequest, QueueFull, RaylaneError
+
+log = logging.getLogger("raylane.router")
+
+_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+def error_body(exc: RaylaneError) -> dict:
+    return {"error": {"message": exc.message, "type": exc.type, "param": exc.param,
+                      "code": exc.code}}
+
+
+def error_response(exc: RaylaneError) -> JSONResponse:
+    headers = {}
+    if isinstance(exc, QueueFull):
+        headers["Retry-After"] = str(exc.retry_after)
+    return JSONResponse(error_body(exc), status_code=exc.status, headers=headers)
+
+
+def invalid_body(exc: msgspec.DecodeError) -> InvalidRequest:
+    """A msgspec decoding error as a 400 that names the offending field."""
+    text = str(exc)
+    match = _PATH.search(text)
+    if match is None:
+        return InvalidRequest(f"The request body is not valid JSON: {text}")
+    param = match.group(1) or None
+    message = text[: match.start()]
+    return InvalidRequest(f"{message} (at '{param}')" if param else message, param=param)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that answer every error in OpenAI's shape."""
+
+    @app.exception_handler(RaylaneError)
+    async def raylane_error(_: Request, exc: RaylaneError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        error = RaylaneError(str(exc.detail))
+        error.status = exc.status_code
+        error.type = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(InvalidRequest(str(exc)))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(RaylaneError(f"Internal error: {type(exc).__name__}"))

@@ -1,0 +1,182 @@
+"""Run jobs through the queue and read back what happens to them.
+
+`JobRunner.run` enqueues a request's jobs atomically and turns each job's inbox
+events into what the endpoint needs: `Delta`s, one `Done`, a `Restart` when a
+worker was lost before finishing (the job is being retried), or an exception
+from `raylane.cluster.errors`. Whatever way the caller stops listening
+(finished, error, client gone), jobs still queued or running are cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from raylane.cluster.errors import (
+    ContextLengthExceeded,
+    EngineError,
+    InvalidRequest,
+    JobLost,
+    QueueTimeout,
+    RaylaneError,
+    RequestTimeout,
+    ServiceUnavailable,
+)
+from raylane.cluster.messages import (
+    Delta,
+    Done,
+    Failure,
+    Job,
+    delta_decoder,
+    done_decoder,
+    failure_decoder,
+)
+from raylane.cluster.queue import JobQueue
+from raylane.router.inbox import Inbox, InboxEvent
+
+
+@dataclass(frozen=True)
+class Restart:
+    """The worker holding the job was lost; the job runs again from the start."""
+
+    attempt: int
+
+
+JobEvent = Delta | Done | Restart
+
+
+class JobRunner:
+    def __init__(self, queue: JobQueue, inbox: Inbox) -> None:
+        self.queue = queue
+        self.inbox = inbox
+
+    async def run(
+        self, jobs: Sequence[Job], *, max_depth: int
+    ) -> AsyncIterator[tuple[int, JobEvent]]:
+        """Enqueue `jobs` and yield (index, event) until each has its Done."""
+        waiters = [self.inbox.register(job.id) for job in jobs]
+        pending = set(range(len(jobs)))
+        try:
+            try:
+                await self.queue.enqueue(jobs, max_depth=max_depth)
+            except (RedisError, OSError) as exc:
+                raise ServiceUnavailable(f"The queue is unreachable: {exc}") from exc
+            streams = [_follow(job, waiter) for job, waiter in zip(jobs, waiters)]
+            async for index, event in _merge(streams):
+                if isinstance(event, Done):
+                    pending.discard(index)
+                yield index, event
+        finally:
+            for job in jobs:
+                self.inbox.unregister(job.id)
+            if pending:
+                await _cancel_quietly(self.queue, [jobs[i].id for i in pending])
+
+
+async def _follow(job: Job, waiter: asyncio.Queue[InboxEvent]) -> AsyncIterator[JobEvent]:
+    """The events of one job, ending after its Done; raises on failure or deadline."""
+    started = False
+    attempt = 0
+    while True:
+        try:
+            async with asyncio.timeout(max(0.0, job.deadline - time.time())):
+                event = await waiter.get()
+        except TimeoutError:
+            raise _timeout(job, started) from None
+        if event.name == "started":
+            started, attempt = True, event.attempt
+        elif event.name == "delta" and event.attempt == attempt:
+            yield delta_decoder.decode(event.data)
+        elif event.name == "done" and event.attempt == attempt:
+            yield done_decoder.decode(event.data)
+            return
+        elif event.name == "requeued":
+            started = False
+            yield Restart(attempt=event.attempt)
+        else:
+            _raise_for(job, event, started)
+
+
+def _raise_for(job: Job, event: InboxEvent, started: bool) -> None:
+    if event.name == "error":
+        raise _failure(failure_decoder.decode(event.data))
+    if event.name == "timeout":
+        raise _timeout(job, started)
+    if event.name == "dead":
+        raise JobLost(
+            f"The request failed on {event.attempt} workers in a row and was set aside "
+            f"(request id {job.request_id})."
+        )
+    if event.name == "cancelled":
+        raise RequestTimeout("The request was cancelled before it finished.")
+
+
+def _timeout(job: Job, started: bool) -> RequestTimeout:
+    waited = time.time() - job.created_at
+    if started:
+        return RequestTimeout(f"The request did not finish within its deadline ({waited:.1f} s).")
+    return QueueTimeout(
+        f"The request waited {waited:.1f} s in the queue and reached its deadline before "
+        "any worker could start it."
+    )
+
+
+def _failure(failure: Failure) -> RaylaneError:
+    cls = {
+        "invalid_request": InvalidRequest,
+        "context_length": ContextLengthExceeded,
+    }.get(failure.kind, EngineError)
+    return cls(failure.message, param=failure.param)
+
+
+async def _merge(
+    streams: Sequence[AsyncIterator[JobEvent]],
+) -> AsyncIterator[tuple[int, JobEvent]]:
+    """Interleave several event streams, tagging each event with its stream's index."""
+    if len(streams) == 1:
+        async for event in streams[0]:
+            yield 0, event
+        return
+    out: asyncio.Queue[tuple[int, JobEvent | BaseException | None]] = asyncio.Queue()
+
+    async def pump(index: int, stream: AsyncIterator[JobEvent]) -> None:
+        try:
+            async for event in stream:
+                out.put_nowait((index, event))
+            out.put_nowait((index, None))
+        except Exception as exc:
+            out.put_nowait((index, exc))
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        live = len(tasks)
+        while live:
+            index, item = await out.get()
+            if item is None:
+                live -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield index, item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _cancel_quietly(queue: JobQueue, job_ids: list[str]) -> None:
+    """Cancel jobs even while the caller itself is being cancelled."""
+
+    async def cancel_all() -> None:
+        for job_id in job_ids:
+            with contextlib.suppress(RedisError, OSError):
+                await queue.cancel(job_id)
+
+    task = asyncio.ensure_future(cancel_all())
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.shield(task)

@@ -1,0 +1,100 @@
+"""OpenAI request bodies as msgspec Structs: the exact shapes the router accepts.
+
+Fields the router honours are typed and bounded here; fields OpenAI clients
+commonly send with their neutral value (`n: 1`, `logprobs: false`, `user`) are
+accepted; anything else is rejected with the field named, never ignored.
+Responses are built as plain dicts in the endpoint modules, in OpenAI's shape.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+Temperature = Annotated[float, Meta(ge=0.0, le=2.0)]
+TopP = Annotated[float, Meta(gt=0.0, le=1.0)]
+Penalty = Annotated[float, Meta(ge=-2.0, le=2.0)]
+MaxTokens = Annotated[int, Meta(ge=1)]
+Priority = Annotated[int, Meta(ge=-1_000_000, le=1_000_000)]
+Stop = str | Annotated[list[str], Meta(max_length=4)] | None
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+
+
+class Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """A request body: unknown fields are errors."""
+
+
+class TextPart(Strict, kw_only=True):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(Strict, kw_only=True):
+    role: Role
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+    tool_call_id: str | None = None
+
+    def text(self) -> str:
+        """The message's content as one string."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(Strict, kw_only=True):
+    include_usage: bool = False
+    continuous_usage_stats: bool = False
+
+
+class ResponseFormat(Strict, kw_only=True):
+    type: Literal["text"]
+
+
+class Sampling(Strict, kw_only=True):
+    """Fields shared by chat and text completions."""
+
+    model: str
+    max_tokens: MaxTokens | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    stop: Stop = None
+    seed: int | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = 1
+    user: str | None = None
+    priority: Priority | None = None
+    """vLLM's extension: lower is more urgent."""
+    logit_bias: dict[str, float] | None = None
+
+
+class ChatCompletionRequest(Sampling, kw_only=True):
+    messages: Annotated[list[ChatMessage], Meta(min_length=1)]
+    max_completion_tokens: MaxTokens | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    response_format: ResponseFormat | None = None
+    tool_choice: Literal["none", "auto"] | None = None
+    tools: list[Any] | None = None
+    parallel_tool_calls: bool | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+
+
+Prompt = str | list[str | int | list[int]]
+"""A string, strings, token ids, or lists of token ids (one prompt each)."""
+
+
+class CompletionRequest(Sampling, kw_only=True):
+    prompt: Prompt
+    echo: bool | None = None
+    logprobs: int | None = None
+    best_of: int | None = None
+    suffix: str | None = None

@@ -1,0 +1,113 @@
+"""From an OpenAI request body to queue jobs: checks, sampling parameters, prompts."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import TypeVar
+
+import msgspec
+
+from raylane.cluster.errors import InvalidRequest
+from raylane.cluster.messages import (
+    ChatPrompt,
+    Job,
+    Message,
+    Prompt,
+    SamplingParams,
+    TextPrompt,
+    TokenPrompt,
+)
+from raylane.router.admission import Ticket
+from raylane.router.errors import invalid_body
+from raylane.router.protocol import ChatCompletionRequest, CompletionRequest, Sampling
+
+T = TypeVar("T")
+
+MAX_PROMPTS = 64
+
+
+def decode(body: bytes, type_: type[T]) -> T:
+    """Decode a JSON body into `type_`, or raise InvalidRequest naming the field."""
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.DecodeError as exc:
+        raise invalid_body(exc) from None
+
+
+def sampling(req: Sampling, max_tokens: int | None) -> SamplingParams:
+    """The SamplingParams of a request, after checking what raylane cannot do yet."""
+    _unsupported(req.n != 1, "n", "Only n=1 is supported; send several requests instead.")
+    _unsupported(bool(req.logit_bias), "logit_bias", "logit_bias is not supported.")
+    stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=1.0 if req.temperature is None else req.temperature,
+        top_p=1.0 if req.top_p is None else req.top_p,
+        stop=stop,
+        seed=req.seed,
+        presence_penalty=req.presence_penalty or 0.0,
+        frequency_penalty=req.frequency_penalty or 0.0,
+    )
+
+
+def chat_jobs(req: ChatCompletionRequest, ticket: Ticket, reply_to: str) -> list[Job]:
+    _unsupported(bool(req.logprobs) or bool(req.top_logprobs), "logprobs",
+                 "logprobs are not supported.")
+    _unsupported(bool(req.tools), "tools", "Tool calling is not supported.")
+    params = sampling(req, req.max_completion_tokens or req.max_tokens)
+    messages = [Message(role=m.role, content=m.text(), name=m.name) for m in req.messages]
+    return [_job(ticket, "chat", ChatPrompt(messages=messages), params, reply_to)]
+
+
+def completion_jobs(req: CompletionRequest, ticket: Ticket, reply_to: str) -> list[Job]:
+    _unsupported(bool(req.echo), "echo", "echo is not supported.")
+    _unsupported(bool(req.logprobs), "logprobs", "logprobs are not supported.")
+    _unsupported(req.best_of not in (None, 1), "best_of", "Only best_of=1 is supported.")
+    _unsupported(bool(req.suffix), "suffix", "suffix is not supported.")
+    params = sampling(req, req.max_tokens or 16)
+    prompts = _prompts(req.prompt)
+    if len(prompts) > MAX_PROMPTS:
+        raise InvalidRequest(f"At most {MAX_PROMPTS} prompts per request.", param="prompt")
+    return [_job(ticket, "completion", p, params, reply_to) for p in prompts]
+
+
+def _prompts(prompt: str | list[str | int | list[int]]) -> list[Prompt]:
+    if isinstance(prompt, str):
+        return [TextPrompt(prompt)]
+    if not prompt:
+        raise InvalidRequest("prompt must not be empty.", param="prompt")
+    if all(isinstance(p, str) for p in prompt):
+        return [TextPrompt(p) for p in prompt]  # type: ignore[arg-type]
+    if all(isinstance(p, int) for p in prompt):
+        return [TokenPrompt(list(prompt))]  # type: ignore[arg-type]
+    if not all(isinstance(p, list) for p in prompt):
+        raise InvalidRequest("prompt must be a string, a list of strings, a list of token ids "
+                             "or a list of lists of token ids, not a mix.", param="prompt")
+    if any(not p for p in prompt):
+        raise InvalidRequest("A token prompt must not be empty.", param="prompt")
+    return [TokenPrompt(list(p)) for p in prompt]  # type: ignore[arg-type]
+
+
+def _job(ticket: Ticket, kind: str, prompt: Prompt, params: SamplingParams, reply: str) -> Job:
+    return Job(
+        id=uuid.uuid4().hex,
+        model=ticket.model.name,
+        kind=kind,  # type: ignore[arg-type]
+        prompt=prompt,
+        params=params,
+        priority=ticket.priority,
+        created_at=ticket.created,
+        deadline=ticket.deadline,
+        reply_to=reply,
+        request_id=ticket.request_id,
+    )
+
+
+def _unsupported(condition: bool, param: str, message: str) -> None:
+    if condition:
+        raise InvalidRequest(message, param=param)
+
+
+def header_map(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}

@@ -1,0 +1,47 @@
+"""What one router replica holds: config, Redis, the queue client and its inbox."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from raylane.cluster.config import Config
+from raylane.cluster.keys import Keys
+from raylane.cluster.queue import JobQueue
+from raylane.router.inbox import Inbox
+from raylane.router.jobs import JobRunner
+
+
+@dataclass
+class RouterState:
+    config: Config
+    redis: aioredis.Redis
+    keys: Keys
+    queue: JobQueue
+    inbox: Inbox
+    runner: JobRunner
+    router_id: str
+    started: int
+
+    @classmethod
+    async def open(cls, config: Config, redis_url: str, prefix: str) -> RouterState:
+        """Connect to Redis and start this replica's inbox reader."""
+        redis = aioredis.from_url(redis_url, health_check_interval=10)
+        keys = Keys(prefix)
+        queue = JobQueue(redis, keys)
+        router_id = uuid.uuid4().hex[:12]
+        inbox = Inbox(redis, queue, keys, router_id)
+        await inbox.start()
+        return cls(config, redis, keys, queue, inbox, JobRunner(queue, inbox), router_id,
+                   int(time.time()))
+
+    @property
+    def reply_to(self) -> str:
+        return self.inbox.stream
+
+    async def close(self) -> None:
+        await self.inbox.stop()
+        await self.redis.aclose()

@@ -1,0 +1,62 @@
+"""The cluster's state as `raylane status` shows it: models, pools, replicas, queues."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from raylane.cluster.config import deployment_name, pool_name
+from raylane.cluster.registry import live_workers
+from raylane.router.state import RouterState
+
+
+async def cluster_status(state: RouterState) -> dict[str, Any]:
+    deployments = await _serve_deployments()
+    models = []
+    for model in state.config.models:
+        workers = await live_workers(state.redis, state.keys, model.name)
+        pools = []
+        for index, pool in enumerate(model.pools):
+            name = pool_name(pool, index)
+            mine = [w for w in workers if w.pool == name]
+            pools.append({
+                "name": name,
+                "backend": pool.backend,
+                "model": pool.model,
+                "replicas": {"live": len(mine), "min": pool.replicas.min,
+                             "max": pool.replicas.max,
+                             "serve": deployments.get(deployment_name(model.name, name))},
+                "slots": sum(w.slots for w in mine),
+                "busy": sum(w.busy for w in mine),
+            })
+        queue = state.queue
+        models.append({
+            "name": model.name,
+            "aliases": model.aliases,
+            "queue": {
+                "depth": await queue.depth(model.name),
+                "by_priority": {str(p): n for p, n in
+                                (await queue.depth_by_priority(model.name)).items()},
+                "running": await queue.leased(model.name),
+                "dead_letters": len(await queue.dead_letters(model.name)),
+                "max_depth": model.queue.max_depth,
+                "drain_per_s": round(await queue.drain_rate(model.name), 3),
+            },
+            "pools": pools,
+        })
+    return {"router": state.router_id, "models": models}
+
+
+async def _serve_deployments() -> dict[str, dict[str, int]]:
+    """Replica counts by state per deployment, as Ray Serve reports them."""
+    with contextlib.suppress(Exception):
+        from ray import serve
+
+        status = await asyncio.to_thread(serve.status)
+        out: dict[str, dict[str, int]] = {}
+        for app in status.applications.values():
+            for name, deployment in app.deployments.items():
+                out[name] = {str(k): v for k, v in deployment.replica_states.items()}
+        return out
+    return {}

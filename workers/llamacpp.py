@@ -1,0 +1,204 @@
+"""The `llama.cpp` engine: GGUF models on CPU through llama-cpp-python.
+
+One `Llama` instance per slot: a llama.cpp context holds one sequence's KV cache
+and is not safe to use from two threads, while the weights are memory-mapped
+and shared by all instances, so N slots cost N KV caches, not N models.
+
+Generation runs in a thread per slot and hands tokens to the event loop with
+`call_soon_threadsafe`; the loop never waits on llama.cpp. Prompts of chat
+requests are rendered with the model's own chat template (from the GGUF
+metadata, or `options.chat_template`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import random
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from raylane.cluster.backends import LlamaCppOptions
+from raylane.cluster.errors import EngineError, InvalidRequest
+from raylane.cluster.messages import ChatPrompt, Delta, Done, Prompt, SamplingParams, TextPrompt
+from raylane.workers.prompts import completion_budget
+from raylane.workers.stops import StopMatcher
+
+
+@dataclass
+class _Run:
+    """One generation: what the thread needs, and how it reports back."""
+
+    tokens: list[int]
+    params: SamplingParams
+    budget: int
+    cancel: threading.Event
+    report: Callable[[tuple[str, Any]], None]
+
+
+class LlamaCppEngine:
+    def __init__(self, weights: Path, options: LlamaCppOptions, slots: int) -> None:
+        self.weights = weights
+        self.options = options
+        self.slots = slots
+        self.context_length = options.n_ctx
+        self._free: asyncio.Queue[Any] = asyncio.Queue()
+        self._threads = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="llama")
+        self._cancels: dict[str, threading.Event] = {}
+        self._template: Any = None
+        self._started = False
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        instances = [await loop.run_in_executor(self._threads, self._load)
+                     for _ in range(self.slots)]
+        self._template = _chat_formatter(instances[0], self.options.chat_template)
+        for llm in instances:
+            self._free.put_nowait(llm)
+        self._started = True
+
+    def _load(self) -> Any:
+        from llama_cpp import Llama
+
+        return Llama(
+            model_path=str(self.weights),
+            n_ctx=self.options.n_ctx,
+            n_threads=self.options.n_threads,
+            n_batch=self.options.n_batch,
+            n_gpu_layers=self.options.n_gpu_layers,
+            verbose=False,
+        )
+
+    async def generate(
+        self, request_id: str, prompt: Prompt, params: SamplingParams
+    ) -> AsyncIterator[Delta | Done]:
+        llm = await self._free.get()
+        cancel = threading.Event()
+        self._cancels[request_id] = cancel
+        loop = asyncio.get_running_loop()
+        out: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        future = None
+        try:
+            tokens = self._tokenize(llm, prompt)
+            budget = completion_budget(len(tokens), params.max_tokens, self.context_length)
+            run = _Run(tokens, params, budget, cancel,
+                       lambda item: loop.call_soon_threadsafe(out.put_nowait, item))
+            future = loop.run_in_executor(self._threads, _generate, llm, run)
+            async for item in _relay(out, run, len(tokens), params):
+                yield item
+        finally:
+            cancel.set()
+            self._cancels.pop(request_id, None)
+            if future is not None:
+                await asyncio.shield(future)
+            self._free.put_nowait(llm)
+
+    def _tokenize(self, llm: Any, prompt: Prompt) -> list[int]:
+        if isinstance(prompt, ChatPrompt):
+            if self._template is None:
+                raise InvalidRequest("This model has no chat template; use /v1/completions.")
+            messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+            try:
+                rendered = self._template(messages=messages)
+            except Exception as exc:  # a template's raise_exception(): the request's fault
+                raise InvalidRequest(f"The chat template rejected the messages: {exc}",
+                                     param="messages") from exc
+            return list(llm.tokenize(rendered.prompt.encode(), add_bos=not rendered.added_special,
+                                     special=True))
+        if isinstance(prompt, TextPrompt):
+            if not prompt.text:
+                return [llm.token_bos()]
+            return list(llm.tokenize(prompt.text.encode(), add_bos=True, special=True))
+        vocab = llm.n_vocab()
+        if any(t < 0 or t >= vocab for t in prompt.tokens):
+            raise InvalidRequest(f"Token ids must lie in [0, {vocab}).", param="prompt")
+        return list(prompt.tokens)
+
+    async def abort(self, request_id: str) -> None:
+        cancel = self._cancels.get(request_id)
+        if cancel is not None:
+            cancel.set()
+
+    async def health(self) -> None:
+        if not self._started:
+            raise EngineError("the llama.cpp engine has not loaded its model")
+
+    async def close(self) -> None:
+        for cancel in self._cancels.values():
+            cancel.set()
+        self._threads.shutdown(wait=True)
+
+
+async def _relay(
+    out: asyncio.Queue[tuple[str, Any]], run: _Run, prompt_tokens: int, params: SamplingParams
+) -> AsyncIterator[Delta | Done]:
+    """Turn the thread's token texts into deltas, cutting at stop strings."""
+    stops = StopMatcher(params.stop)
+    produced = 0
+    while True:
+        kind, value = await out.get()
+        if kind == "error":
+            raise EngineError(f"llama.cpp failed: {value}") from value
+        if kind == "end":
+            finish = "stop" if value == "eog" else "length"
+            yield Done(finish_reason=finish, prompt_tokens=prompt_tokens,
+                       completion_tokens=produced, text=stops.flush())
+            return
+        produced += 1
+        text = stops.feed(value)
+        if stops.stopped:
+            run.cancel.set()
+            yield Done(finish_reason="stop", prompt_tokens=prompt_tokens,
+                       completion_tokens=produced, text=text)
+            return
+        if text:
+            yield Delta(text=text, tokens=1)
+
+
+def _generate(llm: Any, run: _Run) -> None:
+    """Thread body: sample up to `budget` tokens, reporting each one's text."""
+    import llama_cpp
+
+    try:
+        params = run.params
+        llm.set_seed(params.seed if params.seed is not None else random.getrandbits(32))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        completion: list[int] = []
+        vocab = llm._model.vocab
+        for token in llm.generate(
+            run.tokens, top_k=0, top_p=params.top_p, min_p=0.0, typical_p=1.0,
+            temp=params.temperature, repeat_penalty=1.0,
+            frequency_penalty=params.frequency_penalty,
+            presence_penalty=params.presence_penalty, reset=True,
+        ):
+            if run.cancel.is_set():
+                return
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                run.report(("end", "eog"))
+                return
+            piece = llm.detokenize([token], prev_tokens=run.tokens + completion)
+            completion.append(token)
+            run.report(("token", decoder.decode(piece)))
+            if len(completion) >= run.budget:
+                run.report(("end", "length"))
+                return
+    except Exception as exc:
+        run.report(("error", exc))
+
+
+def _chat_formatter(llm: Any, template: str | None) -> Any:
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = template or llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        return None
+    eos, bos = llm.token_eos(), llm.token_bos()
+    return Jinja2ChatFormatter(
+        template=template,
+        eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+        bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+    )

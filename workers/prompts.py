@@ -1,0 +1,36 @@
+"""Prompt helpers shared by engines."""
+
+from __future__ import annotations
+
+from raylane.cluster.errors import ContextLengthExceeded
+from raylane.cluster.messages import ChatPrompt, Prompt, TextPrompt
+
+
+def plain_text(prompt: Prompt) -> str:
+    """A prompt as plain text, for engines without a chat template of their own."""
+    if isinstance(prompt, ChatPrompt):
+        return "".join(f"{m.role}: {m.content}\n" for m in prompt.messages) + "assistant:"
+    if isinstance(prompt, TextPrompt):
+        return prompt.text
+    return " ".join(str(t) for t in prompt.tokens)
+
+
+def completion_budget(prompt_tokens: int, max_tokens: int | None, context: int) -> int:
+    """Tokens the completion may have; raises when the request cannot fit."""
+    if max_tokens is None:
+        if prompt_tokens >= context:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {context} tokens. However, your "
+                f"prompt has {prompt_tokens} tokens. Please reduce the length of the prompt.",
+                param="messages",
+            )
+        return context - prompt_tokens
+    if prompt_tokens + max_tokens > context:
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {context} tokens. However, you "
+            f"requested {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the prompt, "
+            f"{max_tokens} for the completion). Please reduce the length of the prompt or "
+            "the completion.",
+            param="max_tokens",
+        )
+    return max_tokens

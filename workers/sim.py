@@ -1,0 +1,82 @@
+"""The `sim` engine: deterministic synthetic generation at a set token rate.
+
+It exists for load tests of the router and the queue, and for queue tests that
+need a slow, predictable worker, without any model or hardware. It is the fake
+of the Engine interface, never a stand-in for testing the real engines.
+
+Its "tokens" are whitespace-separated words. It answers by cycling through the
+words of the prompt's last message, so every answer can be traced back to the
+request it belongs to. It honours max_tokens, stop strings and the context length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from raylane.cluster.backends import SimOptions
+from raylane.cluster.messages import ChatPrompt, Delta, Done, Prompt, SamplingParams
+from raylane.workers.prompts import completion_budget, plain_text
+from raylane.workers.stops import StopMatcher
+
+FILLER = "lorem ipsum dolor sit amet consectetur adipiscing elit".split()
+
+
+class SimEngine:
+    def __init__(self, options: SimOptions) -> None:
+        self.options = options
+        self.context_length = options.n_ctx
+        self._aborted: set[str] = set()
+
+    async def start(self) -> None:
+        return None
+
+    async def generate(
+        self, request_id: str, prompt: Prompt, params: SamplingParams
+    ) -> AsyncIterator[Delta | Done]:
+        prompt_tokens = len(plain_text(prompt).split())
+        budget = completion_budget(prompt_tokens, params.max_tokens, self.context_length)
+        limit = min(budget, params.max_tokens or self.options.default_tokens)
+        words = _answer_words(prompt)
+        stops = StopMatcher(params.stop)
+        start = time.monotonic() + self.options.ttft_s
+        produced = 0
+        try:
+            while produced < limit and not stops.stopped:
+                await _sleep_until(start + produced / self.options.tokens_per_s)
+                if request_id in self._aborted:
+                    return
+                word = words[produced % len(words)]
+                produced += 1
+                text = stops.feed(word if produced == 1 else f" {word}")
+                if text:
+                    yield Delta(text=text, tokens=1)
+            finish = "stop" if stops.stopped or params.max_tokens is None else "length"
+            yield Done(finish_reason=finish, prompt_tokens=prompt_tokens,
+                       completion_tokens=produced, text=stops.flush())
+        finally:
+            self._aborted.discard(request_id)
+
+    async def abort(self, request_id: str) -> None:
+        self._aborted.add(request_id)
+
+    async def health(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def _answer_words(prompt: Prompt) -> list[str]:
+    if isinstance(prompt, ChatPrompt):
+        words = prompt.messages[-1].content.split() if prompt.messages else []
+    else:
+        words = plain_text(prompt).split()
+    return words or FILLER
+
+
+async def _sleep_until(when: float) -> None:
+    delay = when - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
