@@ -26,8 +26,12 @@ test: $(VENV)/bin/activate wheels
 	$(MAKE) lint
 	$(VENV)/bin/python -m pytest $(ARGS)
 
+# mypy resolves `raylane.<part>` through a tree of links to the top-level folders,
+# the same mapping pyproject.toml gives setuptools.
 lint:
 	$(VENV)/bin/ruff check cluster workers router loadtest tests
+	@rm -rf build/typecheck && mkdir -p build/typecheck/raylane
+	@for part in cluster router workers; do ln -s ../../../$$part build/typecheck/raylane/$$part; done
 	$(VENV)/bin/mypy
 
 $(VENV)/bin/activate:

@@ -33,13 +33,14 @@ def build_application(config: Config, redis_url: str, prefix: str = "raylane") -
         for index, pool in enumerate(model.pools):
             name = pool_name(pool, index)
             pools.append(
-                Worker.options(
+                Worker.options(  # type: ignore[attr-defined]
                     name=deployment_name(model.name, name),
                     num_replicas=_replicas(pool),
                     ray_actor_options=actor_options(pool.resources),
                 ).bind(model, pool, name, redis_url, prefix)
             )
-    router = Router.options(num_replicas=config.router.replicas.min)
+    router = Router.options(  # type: ignore[attr-defined]
+        num_replicas=config.router.replicas.min)
     return router.bind(config, redis_url, prefix, *pools)
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from raylane.cluster.yamlpos import split_error
+
 
 class LlamaCppOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     n_ctx: int = 2048
@@ -51,10 +53,9 @@ def validate_options(backend: str, options: dict[str, Any]) -> tuple[str, str] |
     try:
         options_for(backend, options)
     except msgspec.ValidationError as exc:
-        message, _, path = str(exc).rpartition(" - at `")
-        path = path.rstrip("`").removeprefix("$")
+        message, path, key = split_error(exc)
+        path = path.removeprefix("$")
         if message.startswith("Object contains unknown field"):
-            field = message.split("`")[1]
-            return f"{path}.{field}", f"unknown option for backend {backend!r}"
-        return path, message or str(exc)
+            return f"{path}.{key}", f"unknown option for backend {backend!r}"
+        return path, message
     return None

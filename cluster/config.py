@@ -25,19 +25,19 @@ class Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True
     """A config section: unknown keys are errors, every field has a default."""
 
 
-class RedisConfig(Base, kw_only=True):
+class RedisConfig(Base, kw_only=True, frozen=True):
     url: str | None = None
     """Redis URL (`redis://host:port/db`). null starts an embedded redis-server."""
 
 
-class Replicas(Base, kw_only=True):
+class Replicas(Base, kw_only=True, frozen=True):
     min: int = 1
     """Fewest replicas the pool or router runs."""
     max: int = 1
     """Most replicas the pool or router runs."""
 
 
-class RouterConfig(Base, kw_only=True):
+class RouterConfig(Base, kw_only=True, frozen=True):
     host: str = "127.0.0.1"
     """Address the HTTP proxy binds (0.0.0.0 to serve other hosts)."""
     port: int = 8000
@@ -48,7 +48,7 @@ class RouterConfig(Base, kw_only=True):
     """Largest request body accepted; larger bodies get 413."""
 
 
-class QueueConfig(Base, kw_only=True):
+class QueueConfig(Base, kw_only=True, frozen=True):
     max_depth: int = 1000
     """Queued jobs past which the router answers 429 before enqueueing."""
     timeout_s: float = 60.0
@@ -61,7 +61,7 @@ class QueueConfig(Base, kw_only=True):
     """Leases a job may lose before it is dead-lettered."""
 
 
-class PoolConfig(Base, kw_only=True):
+class PoolConfig(Base, kw_only=True, frozen=True):
     backend: Backend
     """Engine of this pool: `llama.cpp` (GGUF on CPU) or `sim` (synthetic, for load tests)."""
     model: str = "bundled:smollm2-135m"
@@ -80,7 +80,7 @@ class PoolConfig(Base, kw_only=True):
     """Inclusive priority range the pool takes (null = unbounded on that side)."""
 
 
-class ModelConfig(Base, kw_only=True):
+class ModelConfig(Base, kw_only=True, frozen=True):
     name: str
     """The model's served name (what clients put in `model`)."""
     aliases: list[str] = []
@@ -91,7 +91,7 @@ class ModelConfig(Base, kw_only=True):
     """Worker pools serving this model; all drain its one queue."""
 
 
-class Config(Base, kw_only=True):
+class Config(Base, kw_only=True, frozen=True):
     redis: RedisConfig = RedisConfig()
     router: RouterConfig = RouterConfig()
     models: list[ModelConfig]

@@ -77,7 +77,7 @@ class LeasedJob(msgspec.Struct, kw_only=True, frozen=True):
     attempt: int
 
 
-class Event(str, enum.Enum):
+class Event(enum.StrEnum):
     """Names of the events in a router inbox."""
 
     STARTED = "started"  # a worker leased the job (attempt n)

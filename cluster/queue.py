@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -91,7 +92,7 @@ class JobQueue:
     ) -> LeasedJob | None:
         """Claim the most urgent queued job in the priority range, if any."""
         low, high = priorities
-        args = [self.keys.job_prefix, now_ms(), int(lease_s * 1000), worker,
+        args: list[Any] = [self.keys.job_prefix, now_ms(), int(lease_s * 1000), worker,
                 "-inf" if low is None else low, "+inf" if high is None else high, INBOX_MAXLEN]
         found = await self._scripts["lease"](
             keys=[self.keys.queue(model), self.keys.leases(model)], args=args
@@ -131,7 +132,8 @@ class JobQueue:
         """Requeue (or dead-letter) jobs whose lease lapsed; returns how many."""
         keys = [self.keys.leases(model), self.keys.queue(model), self.keys.wake(model),
                 self.keys.dead(model)]
-        args = [self.keys.job_prefix, now_ms(), max_attempts, INBOX_MAXLEN, DEAD_KEEP_MS]
+        args: list[Any] = [self.keys.job_prefix, now_ms(), max_attempts, INBOX_MAXLEN,
+                           DEAD_KEEP_MS]
         return int(await self._scripts["reap"](keys=keys, args=args))
 
     async def cancel(self, job_id: str) -> str:
@@ -157,7 +159,8 @@ class JobQueue:
         return int(await self.redis.zcard(self.keys.leases(model)))
 
     async def dead_letters(self, model: str) -> list[str]:
-        return [_text(x) for x in await self.redis.zrange(self.keys.dead(model), 0, -1)]
+        members: list[Any] = list(await self.redis.zrange(self.keys.dead(model), 0, -1))
+        return [_text(x) for x in members]
 
     async def drain_rate(self, model: str) -> float:
         """Jobs of `model` finished per second over the last 30 s or so."""

@@ -48,11 +48,17 @@ def decode_yaml(text: str, type_: type[T], source: str) -> T:
         raise _explain(exc, text, source) from None
 
 
-def _explain(exc: msgspec.ValidationError, text: str, source: str) -> ConfigError:
+def split_error(exc: msgspec.ValidationError) -> tuple[str, str, str | None]:
+    """(message, path, unknown-or-missing key) of a msgspec validation error."""
     message, _, path = str(exc).rpartition(" - at `")
     if not message:
         message, path = str(exc), "$"
-    path = path.rstrip("`")
+    key = _UNKNOWN.match(message) or _MISSING.match(message)
+    return message, path.rstrip("`"), key[1] if key else None
+
+
+def _explain(exc: msgspec.ValidationError, text: str, source: str) -> ConfigError:
+    message, path, _ = split_error(exc)
     unknown = _UNKNOWN.match(message)
     if unknown:
         return ConfigError.at(text, source, f"{path}.{unknown[1]}", "unknown key")

@@ -16,7 +16,9 @@ from raylane.router.state import RouterState
 class Router:
     """HTTP face of raylane; requests wait here while workers pull their jobs."""
 
-    async def __init__(self, config: Config, redis_url: str, prefix: str, *pools: object) -> None:
+    async def __init__(  # type: ignore[misc]  # Serve awaits async constructors
+        self, config: Config, redis_url: str, prefix: str, *pools: object
+    ) -> None:
         # `pools` are the worker deployments, bound here so Serve deploys them with the
         # router; requests never go to them directly (workers pull from Redis).
         self.state = await RouterState.open(config, redis_url, prefix)

@@ -12,7 +12,7 @@ stream with an explicit error event, never a duplicated or silently cut answer.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -107,7 +107,7 @@ class Generation:
         return self._sse(first, events)
 
     async def _sse(
-        self, first: tuple[int, JobEvent], rest: AsyncIterator[tuple[int, JobEvent]]
+        self, first: tuple[int, JobEvent], rest: AsyncGenerator[tuple[int, JobEvent], None]
     ) -> AsyncIterator[bytes]:
         choices = [_Choice() for _ in self.jobs]
         try:

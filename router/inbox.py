@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -74,7 +75,7 @@ class Inbox:
         backoff = 0.05
         while True:
             try:
-                reply = await self.redis.xread(
+                reply: Any = await self.redis.xread(
                     {self.stream: self._last_id}, count=READ_COUNT, block=READ_BLOCK_MS
                 )
             except (RedisError, OSError) as exc:

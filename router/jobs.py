@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -57,7 +57,7 @@ class JobRunner:
 
     async def run(
         self, jobs: Sequence[Job], *, max_depth: int
-    ) -> AsyncIterator[tuple[int, JobEvent]]:
+    ) -> AsyncGenerator[tuple[int, JobEvent], None]:
         """Enqueue `jobs` and yield (index, event) until each has its Done."""
         waiters = [self.inbox.register(job.id) for job in jobs]
         pending = set(range(len(jobs)))
@@ -66,7 +66,7 @@ class JobRunner:
                 await self.queue.enqueue(jobs, max_depth=max_depth)
             except (RedisError, OSError) as exc:
                 raise ServiceUnavailable(f"The queue is unreachable: {exc}") from exc
-            streams = [_follow(job, waiter) for job, waiter in zip(jobs, waiters)]
+            streams = [_follow(job, waiter) for job, waiter in zip(jobs, waiters, strict=True)]
             async for index, event in _merge(streams):
                 if isinstance(event, Done):
                     pending.discard(index)

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from raylane.cluster.backends import LlamaCppOptions
 from raylane.cluster.errors import EngineError, InvalidRequest
@@ -85,8 +85,11 @@ class LlamaCppEngine:
         try:
             tokens = self._tokenize(llm, prompt)
             budget = completion_budget(len(tokens), params.max_tokens, self.context_length)
-            run = _Run(tokens, params, budget, cancel,
-                       lambda item: loop.call_soon_threadsafe(out.put_nowait, item))
+
+            def report(item: tuple[str, Any]) -> None:
+                loop.call_soon_threadsafe(out.put_nowait, item)
+
+            run = _Run(tokens, params, budget, cancel, report)
             future = loop.run_in_executor(self._threads, _generate, llm, run)
             async for item in _relay(out, run, len(tokens), params):
                 yield item
@@ -144,7 +147,9 @@ async def _relay(
         if kind == "error":
             raise EngineError(f"llama.cpp failed: {value}") from value
         if kind == "end":
-            finish = "stop" if value == "eog" else "length"
+            if value == "aborted":
+                return
+            finish: Literal["stop", "length"] = "stop" if value == "eog" else "length"
             yield Done(finish_reason=finish, prompt_tokens=prompt_tokens,
                        completion_tokens=produced, text=stops.flush())
             return
@@ -176,6 +181,7 @@ def _generate(llm: Any, run: _Run) -> None:
             presence_penalty=params.presence_penalty, reset=True,
         ):
             if run.cancel.is_set():
+                run.report(("end", "aborted"))
                 return
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 run.report(("end", "eog"))

@@ -67,7 +67,7 @@ class PullLoop:
     async def stop(self, grace_s: float) -> None:
         """Stop leasing, give running jobs up to `grace_s` to finish, then abort them."""
         self._leasing = False
-        self._tasks[0].cancel()
+        await _cancel(self._tasks[:1])
         pending = [r.task for r in self.running.values() if r.task is not None]
         if pending:
             _, late = await asyncio.wait(pending, timeout=grace_s)
@@ -77,9 +77,7 @@ class PullLoop:
                     await self.engine.abort(job_id)
                     run.task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _cancel(self._tasks)
         with contextlib.suppress(RedisError, OSError):
             await retire(self.queue.redis, self.queue.keys, self.model.name, self.worker_id)
 
@@ -106,6 +104,8 @@ class PullLoop:
                     return leased
                 await self.queue.wait_for_work(self.model.name, IDLE_WAIT_S)
             except (RedisError, OSError) as exc:
+                if not self._leasing:
+                    raise asyncio.CancelledError from exc
                 log.warning("lease failed (%s); retrying", exc)
                 await asyncio.sleep(IDLE_WAIT_S)
 
@@ -146,7 +146,7 @@ class PullLoop:
             await self.queue.emit(run.leased, event, data, final=True)
 
     async def _heartbeat_forever(self) -> None:
-        while True:
+        while self._leasing or self.running:
             try:
                 await self._heartbeat()
             except (RedisError, OSError) as exc:
@@ -156,7 +156,7 @@ class PullLoop:
     async def _heartbeat(self) -> None:
         held = [(job_id, run.leased.token) for job_id, run in self.running.items()]
         statuses = await self.queue.renew(self.model.name, held, lease_s=self.model.queue.lease_s)
-        for (job_id, _), status in zip(held, statuses):
+        for (job_id, _), status in zip(held, statuses, strict=True):
             run = self.running.get(job_id)
             if status != "ok" and run is not None and run.stop is None:
                 run.stop = status
@@ -167,6 +167,14 @@ class PullLoop:
         await announce(self.queue.redis, self.queue.keys, self.model.name, WorkerBeat(
             worker=self.worker_id, pool=self.pool_name, backend=self.pool.backend,
             slots=self.pool.slots, busy=len(self.running), at=time.time()))
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel tasks and wait for them, again if a library swallowed the cancellation."""
+    while pending := [t for t in tasks if not t.done()]:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.5)
 
 
 def _failure(exc: BaseException) -> Failure:

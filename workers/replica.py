@@ -26,8 +26,9 @@ DRAIN_GRACE_S = 20.0
 
 @serve.deployment(max_ongoing_requests=4, graceful_shutdown_timeout_s=DRAIN_GRACE_S + 10)
 class Worker:
-    async def __init__(self, model: ModelConfig, pool: PoolConfig, pool_name: str,
-                       redis_url: str, prefix: str) -> None:
+    async def __init__(  # type: ignore[misc]  # Serve awaits async constructors
+        self, model: ModelConfig, pool: PoolConfig, pool_name: str, redis_url: str, prefix: str
+    ) -> None:
         self.engine = build_engine(pool)
         await self.engine.start()
         self.redis = aioredis.from_url(redis_url, health_check_interval=10)

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Literal
 
 from raylane.cluster.backends import SimOptions
 from raylane.cluster.messages import ChatPrompt, Delta, Done, Prompt, SamplingParams
 from raylane.workers.prompts import completion_budget, plain_text
 from raylane.workers.stops import StopMatcher
 
-FILLER = "lorem ipsum dolor sit amet consectetur adipiscing elit".split()
+FILLER = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit"]
 
 
 class SimEngine:
@@ -52,7 +53,9 @@ class SimEngine:
                 text = stops.feed(word if produced == 1 else f" {word}")
                 if text:
                     yield Delta(text=text, tokens=1)
-            finish = "stop" if stops.stopped or params.max_tokens is None else "length"
+            natural = params.max_tokens is None and limit < budget
+            finish: Literal["stop", "length"] = (
+                "stop" if stops.stopped or natural else "length")
             yield Done(finish_reason=finish, prompt_tokens=prompt_tokens,
                        completion_tokens=produced, text=stops.flush())
         finally:

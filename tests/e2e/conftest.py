@@ -1,0 +1,96 @@
+"""A real raylane, started the way a user starts it: `raylane serve raylane.yaml`.
+
+One cluster serves the whole e2e session: local Ray, the embedded Redis, a
+router, a llama.cpp pool with the bundled model, and a deliberately slow `sim`
+pool with one slot and a short queue for the scheduling tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+from raylane.cluster.redis_server import free_port
+
+CONFIG = """\
+router: {{port: {port}}}
+models:
+  - name: smollm2-135m
+    aliases: [gpt-4o-mini]
+    pools:
+      - backend: llama.cpp
+        model: bundled:smollm2-135m
+        options: {{n_ctx: 2048, n_threads: 1}}
+        resources: {{CPU: 1}}
+  - name: slow
+    queue: {{max_depth: 3, timeout_s: 30}}
+    pools:
+      - backend: sim
+        options: {{tokens_per_s: 20}}
+        slots: 1
+        resources: {{CPU: 0.1}}
+"""
+
+
+@dataclass
+class Running:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def status(self) -> dict:
+        with urllib.request.urlopen(f"{self.url}/raylane/status", timeout=10) as response:
+            return json.load(response)
+
+    def descendants(self) -> list[psutil.Process]:
+        return psutil.Process(self.process.pid).children(recursive=True)
+
+
+def start_raylane(args: list[str], log: Path, timeout_s: float = 180) -> subprocess.Popen[bytes]:
+    """Run `raylane serve ARGS` and wait until it says it is serving."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RAY_ADDRESS")}
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "raylane.cluster.cli", "serve", *args],
+                                   stdout=out, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + timeout_s
+    while b"raylane: serving" not in log.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"raylane did not start:\n{log.read_text()[-4000:]}")
+        time.sleep(0.2)
+    return process
+
+
+def stop_raylane(process: subprocess.Popen[bytes], timeout_s: float = 60) -> int:
+    """Ctrl-C, as a person would, and wait for the exit status."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    root = tmp_path_factory.mktemp("cluster")
+    port = free_port()
+    config = root / "raylane.yaml"
+    config.write_text(CONFIG.format(port=port))
+    process = start_raylane([str(config)], root / "raylane.log")
+    running = Running(f"http://127.0.0.1:{port}", process, root / "raylane.log")
+    try:
+        yield running
+    finally:
+        stop_raylane(process)

@@ -1,0 +1,164 @@
+"""The official OpenAI SDK against a running raylane serving the bundled model."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.conftest import Running
+
+MODEL = "smollm2-135m"
+QUESTION = [{"role": "user", "content": "Name three colors."}]
+
+
+@pytest.fixture(scope="module")
+def client(cluster: Running) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{cluster.url}/v1", api_key="any", max_retries=0)
+
+
+def test_models_list_and_retrieve_show_models_and_aliases(client: openai.OpenAI) -> None:
+    ids = {m.id for m in client.models.list()}
+    assert {"smollm2-135m", "gpt-4o-mini", "slow"} <= ids
+    assert client.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such-model")
+
+
+def test_chat_completion_answers_from_the_model(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0,
+                                           max_tokens=40)
+    choice = reply.choices[0]
+    assert choice.message.role == "assistant"
+    assert any(c in choice.message.content.lower() for c in ("red", "blue", "green"))
+    assert choice.finish_reason == "stop"
+    usage = reply.usage
+    assert usage.prompt_tokens == 34  # SmolLM2's template with its default system prompt
+    assert 0 < usage.completion_tokens < 40
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    assert reply.model == MODEL and reply.id.startswith("chatcmpl-")
+
+
+def test_alias_reaches_the_same_model(client: openai.OpenAI) -> None:
+    a = client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION, temperature=0,
+                                       max_tokens=20)
+    b = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0,
+                                       max_tokens=20)
+    assert a.choices[0].message.content == b.choices[0].message.content
+    assert a.model == MODEL
+
+
+def test_streamed_chat_matches_the_whole_answer_and_reports_usage(client: openai.OpenAI) -> None:
+    whole = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0,
+                                           max_tokens=30)
+    chunks = list(client.chat.completions.create(
+        model=MODEL, messages=QUESTION, temperature=0, max_tokens=30, stream=True,
+        stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert chunks[0].choices[0].delta.role == "assistant"
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == whole.choices[0].finish_reason
+    assert all(f is None for f in finishes[:-1])
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+def test_streaming_without_usage_sends_no_usage_chunk(client: openai.OpenAI) -> None:
+    chunks = list(client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=5,
+                                                 stream=True))
+    assert all(c.choices for c in chunks)
+
+
+def test_max_tokens_and_max_completion_tokens_bound_the_answer(client: openai.OpenAI) -> None:
+    prompt = [{"role": "user", "content": "Write a long story about the sea."}]
+    for kwargs in ({"max_tokens": 7}, {"max_completion_tokens": 9}):
+        reply = client.chat.completions.create(model=MODEL, messages=prompt, **kwargs)
+        assert reply.choices[0].finish_reason == "length"
+        assert reply.usage.completion_tokens == next(iter(kwargs.values()))
+
+
+def test_seed_makes_sampling_repeatable(client: openai.OpenAI) -> None:
+    def ask(seed: int) -> str:
+        reply = client.completions.create(model=MODEL, prompt="My favourite animal is",
+                                          max_tokens=20, temperature=1.0, seed=seed)
+        return reply.choices[0].text
+
+    assert ask(11) == ask(11)
+    assert ask(11) != ask(12)
+
+
+def test_stop_sequences_end_the_answer(client: openai.OpenAI) -> None:
+    full = client.completions.create(model=MODEL, prompt="Count: one, two, three,",
+                                     max_tokens=20, temperature=0).choices[0].text
+    stop = full.split()[1]
+    cut = client.completions.create(model=MODEL, prompt="Count: one, two, three,",
+                                    max_tokens=20, temperature=0, stop=[stop]).choices[0]
+    assert cut.text == full[: full.index(stop)]
+    assert cut.finish_reason == "stop"
+
+
+def test_penalties_and_top_p_reach_the_engine(client: openai.OpenAI) -> None:
+    def ask(**kw: float) -> str:
+        return client.completions.create(model=MODEL, prompt="I like apples. I like apples. I like",
+                                          max_tokens=24, temperature=0, **kw).choices[0].text
+
+    plain = ask()
+    assert ask(frequency_penalty=2.0) != plain
+    assert ask(presence_penalty=2.0) != plain
+    narrow = client.completions.create(model=MODEL, prompt="I like apples. I like apples. I like",
+                                       max_tokens=24, temperature=1.0, top_p=1e-6, seed=3)
+    assert narrow.choices[0].text == plain
+
+
+def test_completions_take_a_string_or_a_list_of_prompts(client: openai.OpenAI) -> None:
+    one = client.completions.create(model=MODEL, prompt="The sky is", max_tokens=5,
+                                    temperature=0)
+    assert one.object == "text_completion" and len(one.choices) == 1
+    assert one.usage.prompt_tokens == 3 and one.usage.completion_tokens == 5
+    many = client.completions.create(model=MODEL, prompt=["The sky is", "Grass is"],
+                                     max_tokens=5, temperature=0)
+    assert [c.index for c in many.choices] == [0, 1]
+    assert many.choices[0].text == one.choices[0].text
+    assert many.usage.completion_tokens == 10
+
+
+def test_streamed_completion_matches_the_whole_one(client: openai.OpenAI) -> None:
+    whole = client.completions.create(model=MODEL, prompt="The sky is", max_tokens=12,
+                                      temperature=0)
+    chunks = list(client.completions.create(model=MODEL, prompt="The sky is", max_tokens=12,
+                                            temperature=0, stream=True))
+    assert "".join(c.choices[0].text for c in chunks) == whole.choices[0].text
+    assert chunks[-1].choices[0].finish_reason == "length"
+
+
+def test_unknown_model_is_404(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as error:
+        client.chat.completions.create(model="gpt-17", messages=QUESTION)
+    assert error.value.body["code"] == "model_not_found"
+    assert "gpt-17" in error.value.message
+
+
+def test_wrong_type_is_400_naming_the_field(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as error:
+        client.chat.completions.create(model=MODEL, messages=QUESTION,
+                                       max_tokens="five")  # type: ignore[arg-type]
+    assert error.value.body["param"] == "max_tokens"
+    with pytest.raises(openai.BadRequestError) as error:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "robot", "content": "x"}])
+    assert error.value.body["param"] == "messages[0].role"
+
+
+def test_context_overflow_is_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as error:
+        client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=4000)
+    assert error.value.body["code"] == "context_length_exceeded"
+
+
+def test_malformed_json_is_400_in_openai_shape(cluster: Running) -> None:
+    response = httpx.post(f"{cluster.url}/v1/chat/completions", content=b'{"model": "x",',
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and "JSON" in error["message"]

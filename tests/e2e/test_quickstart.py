@@ -1,0 +1,37 @@
+"""The README's first command: `raylane serve` with its embedded defaults, then Ctrl-C."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import openai
+import psutil
+
+from raylane.cluster.redis_server import free_port
+from tests.e2e.conftest import start_raylane, stop_raylane
+
+
+def test_embedded_defaults_serve_the_bundled_model_and_stop_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    began = time.monotonic()
+    process = start_raylane(["--port", str(port)], tmp_path / "raylane.log")
+    started = time.monotonic() - began
+    tree = psutil.Process(process.pid).children(recursive=True)
+    names = " ".join(" ".join(p.cmdline()) for p in tree)
+    assert "redis-server" in names and "raylet" in names
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-anything",
+                               max_retries=0)
+        assert [m.id for m in client.models.list()] == ["smollm2-135m", "smollm2"]
+        reply = client.chat.completions.create(
+            model="smollm2-135m", messages=[{"role": "user", "content": "Say hello."}],
+            max_tokens=16)
+        assert reply.choices[0].message.content
+    finally:
+        assert stop_raylane(process) == 0
+    log = (tmp_path / "raylane.log").read_text()
+    assert "raylane: stopped" in log
+    _, alive = psutil.wait_procs(tree, timeout=15)
+    assert alive == [], f"left running: {[p.cmdline() for p in alive]}"
+    assert started < 120

@@ -1,0 +1,182 @@
+"""The llama.cpp engine with the real bundled SmolLM2-135M GGUF."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from raylane.cluster.backends import LlamaCppOptions
+from raylane.cluster.errors import ContextLengthExceeded
+from raylane.cluster.messages import (
+    ChatPrompt,
+    Delta,
+    Done,
+    Message,
+    Prompt,
+    SamplingParams,
+    TextPrompt,
+    TokenPrompt,
+)
+from raylane.cluster.weights import resolve_weights
+from raylane.workers.llamacpp import LlamaCppEngine
+
+SMOLLM_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def engine() -> AsyncIterator[LlamaCppEngine]:
+    engine = LlamaCppEngine(resolve_weights("bundled:smollm2-135m"),
+                            LlamaCppOptions(n_ctx=512, n_threads=1), slots=2)
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+async def generate(engine: LlamaCppEngine, prompt: Prompt, **params: object) -> tuple[str, Done]:
+    text = []
+    async for item in engine.generate("r", prompt, SamplingParams(**params)):  # type: ignore[arg-type]
+        text.append(item.text)
+        if isinstance(item, Done):
+            return "".join(text), item
+    raise AssertionError("no Done")
+
+
+def chat(content: str) -> ChatPrompt:
+    return ChatPrompt(messages=[Message(role="user", content=content)])
+
+
+async def test_chat_uses_the_models_own_template(engine: LlamaCppEngine) -> None:
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(engine.weights), n_ctx=64, verbose=False, vocab_only=True)
+    rendered = (f"<|im_start|>system\n{SMOLLM_SYSTEM}<|im_end|>\n<|im_start|>user\n"
+                "Name three colors.<|im_end|>\n<|im_start|>assistant\n")
+    expected = len(llm.tokenize(rendered.encode(), add_bos=False, special=True))
+    text, done = await generate(engine, chat("Name three colors."), max_tokens=40, temperature=0)
+    assert done.prompt_tokens == expected
+    assert done.finish_reason == "stop"  # the model ended its turn with <|im_end|>
+    assert any(color in text.lower() for color in ("red", "blue", "green", "yellow"))
+
+
+async def test_max_tokens_bounds_the_answer_and_usage_counts_every_token(
+    engine: LlamaCppEngine,
+) -> None:
+    deltas = 0
+    async for item in engine.generate("r", TextPrompt("Once upon a time"),
+                                      SamplingParams(max_tokens=12, temperature=0.8, seed=4)):
+        if isinstance(item, Delta):
+            deltas += item.tokens
+        else:
+            done = item
+    assert done.finish_reason == "length"
+    assert done.completion_tokens == 12
+    assert deltas <= 12
+    assert done.prompt_tokens == 4
+
+
+async def test_same_seed_same_text_other_seed_other_text(engine: LlamaCppEngine) -> None:
+    prompt = TextPrompt("My favourite animal is")
+    a, _ = await generate(engine, prompt, max_tokens=24, temperature=1.0, seed=7)
+    b, _ = await generate(engine, prompt, max_tokens=24, temperature=1.0, seed=7)
+    c, _ = await generate(engine, prompt, max_tokens=24, temperature=1.0, seed=8)
+    assert a == b
+    assert a != c
+
+
+async def test_temperature_zero_is_greedy_and_tiny_top_p_is_too(engine: LlamaCppEngine) -> None:
+    prompt = TextPrompt("The capital of France is")
+    greedy, _ = await generate(engine, prompt, max_tokens=16, temperature=0, seed=1)
+    again, _ = await generate(engine, prompt, max_tokens=16, temperature=0, seed=99)
+    narrow, _ = await generate(engine, prompt, max_tokens=16, temperature=1.0, top_p=1e-6, seed=5)
+    assert greedy == again == narrow
+
+
+async def test_penalties_change_a_repetitive_answer(engine: LlamaCppEngine) -> None:
+    prompt = TextPrompt("I like apples. I like apples. I like")
+    plain, _ = await generate(engine, prompt, max_tokens=32, temperature=0)
+    freq, _ = await generate(engine, prompt, max_tokens=32, temperature=0, frequency_penalty=2.0)
+    pres, _ = await generate(engine, prompt, max_tokens=32, temperature=0, presence_penalty=2.0)
+    assert plain != freq
+    assert plain != pres
+
+
+async def test_stop_string_cuts_the_answer(engine: LlamaCppEngine) -> None:
+    prompt = TextPrompt("Count: one, two, three,")
+    full, _ = await generate(engine, prompt, max_tokens=24, temperature=0)
+    stop = full.split()[2]
+    cut, done = await generate(engine, prompt, max_tokens=24, temperature=0, stop=[stop])
+    assert done.finish_reason == "stop"
+    assert cut == full[: full.index(stop)]
+    assert done.completion_tokens < 24
+
+
+async def test_token_prompts_are_accepted(engine: LlamaCppEngine) -> None:
+    text, done = await generate(engine, TokenPrompt([504, 2365, 6354, 16438]), max_tokens=4,
+                                temperature=0)
+    assert done.prompt_tokens == 4 and done.completion_tokens == 4 and text
+
+
+async def test_a_request_that_cannot_fit_the_context_is_refused(engine: LlamaCppEngine) -> None:
+    with pytest.raises(ContextLengthExceeded, match="maximum context length is 512"):
+        await generate(engine, TextPrompt("hello"), max_tokens=600)
+
+
+async def test_generation_never_blocks_the_event_loop(engine: LlamaCppEngine) -> None:
+    gaps: list[float] = []
+    running = True
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while running:
+            await asyncio.sleep(0.005)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    await generate(engine, TextPrompt("A long story:"), max_tokens=64, temperature=0.7)
+    running = False
+    await ticker
+    assert len(gaps) > 20
+    assert max(gaps) < 0.1
+
+
+async def test_slots_generate_concurrently(engine: LlamaCppEngine) -> None:
+    firsts: list[float] = []
+    ends: list[float] = []
+
+    async def one(seed: int) -> None:
+        async for item in engine.generate(f"c{seed}", TextPrompt("Tell me about the sea."),
+                                          SamplingParams(max_tokens=48, temperature=0.7,
+                                                         seed=seed)):
+            if not firsts or (len(firsts) < 2 and isinstance(item, Delta)):
+                firsts.append(time.monotonic())
+        ends.append(time.monotonic())
+
+    await asyncio.gather(one(1), one(2))
+    assert max(firsts[:2]) < min(ends)  # both had started before either finished
+
+
+async def test_abort_stops_generation_and_frees_the_slot(engine: LlamaCppEngine) -> None:
+    seen = 0
+    started = time.monotonic()
+    stream = engine.generate("long", TextPrompt("Write a very long essay:"),
+                             SamplingParams(max_tokens=400, temperature=0.7, seed=3))
+    async for _ in stream:
+        seen += 1
+        if seen == 3:
+            await engine.abort("long")
+        if seen > 30:
+            break
+    await stream.aclose()
+    assert seen < 30
+    assert time.monotonic() - started < 5
+    _, done = await generate(engine, TextPrompt("Hi"), max_tokens=2)  # slots are free again
+    assert done.completion_tokens == 2

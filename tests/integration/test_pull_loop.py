@@ -1,0 +1,148 @@
+"""Router side (runner + inbox) and worker side (pull loop) over a real Redis, no Ray.
+
+The `sim` engine stands in for a model here: these tests are about the queue
+path, and need a worker whose speed they control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+
+from raylane.cluster.backends import SimOptions
+from raylane.cluster.config import ModelConfig, PoolConfig, QueueConfig
+from raylane.cluster.errors import QueueTimeout
+from raylane.cluster.keys import Keys
+from raylane.cluster.messages import ChatPrompt, Delta, Done, Job, Message, SamplingParams
+from raylane.cluster.queue import JobQueue
+from raylane.router.inbox import Inbox
+from raylane.router.jobs import JobRunner, Restart
+from raylane.workers.pull import PullLoop
+from raylane.workers.sim import SimEngine
+
+KEYS = Keys("pl")
+
+
+def model(lease_s: float = 5.0) -> ModelConfig:
+    return ModelConfig(name="sim", queue=QueueConfig(lease_s=lease_s, max_depth=100),
+                       pools=[PoolConfig(backend="sim", slots=1)])
+
+
+class Harness:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self.queue = JobQueue(redis, KEYS)
+        self.inbox = Inbox(redis, self.queue, KEYS, "router-1")
+        self.runner = JobRunner(self.queue, self.inbox)
+        self.loops: list[PullLoop] = []
+
+    def worker(self, cfg: ModelConfig, tokens_per_s: float = 200.0) -> PullLoop:
+        engine = SimEngine(SimOptions(tokens_per_s=tokens_per_s))
+        loop = PullLoop(self.queue, engine, cfg, cfg.pools[0], "sim-0", f"w{len(self.loops)}")
+        loop.start()
+        self.loops.append(loop)
+        return loop
+
+    def job(self, words: str, max_tokens: int = 4, timeout: float = 10.0) -> Job:
+        now = time.time()
+        return Job(id=uuid.uuid4().hex, model="sim", kind="chat",
+                   prompt=ChatPrompt([Message(role="user", content=words)]),
+                   params=SamplingParams(max_tokens=max_tokens), created_at=now,
+                   deadline=now + timeout, reply_to=self.inbox.stream)
+
+    async def answer(self, job: Job) -> tuple[str, list[object]]:
+        events: list[object] = []
+        async for _, event in self.runner.run([job], max_depth=100):
+            events.append(event)
+        text = "".join(e.text for e in events if isinstance(e, Delta | Done))
+        return text, events
+
+
+@pytest.fixture
+async def harness(redis: aioredis.Redis) -> AsyncIterator[Harness]:
+    h = Harness(redis)
+    await h.inbox.start()
+    yield h
+    for loop in h.loops:
+        await loop.stop(grace_s=0.1)
+    await h.inbox.stop()
+
+
+async def test_a_job_streams_from_worker_to_router(harness: Harness) -> None:
+    harness.worker(model())
+    text, events = await harness.answer(harness.job("alpha beta gamma", max_tokens=5))
+    assert text == "alpha beta gamma alpha beta"
+    done = events[-1]
+    assert isinstance(done, Done) and done.completion_tokens == 5
+
+
+async def test_many_concurrent_requests_each_get_their_own_answer(harness: Harness) -> None:
+    for _ in range(3):
+        harness.worker(model(), tokens_per_s=500)
+    words = [f"w{i}a w{i}b" for i in range(60)]
+    answers = await asyncio.gather(*(harness.answer(harness.job(w, 2)) for w in words))
+    assert [text for text, _ in answers] == words
+
+
+async def test_a_queued_job_past_its_deadline_times_out_and_is_removed(harness: Harness) -> None:
+    harness.worker(model(), tokens_per_s=10)
+    busy = asyncio.create_task(harness.answer(harness.job("slow slow slow", max_tokens=10)))
+    await asyncio.sleep(0.2)
+    with pytest.raises(QueueTimeout):
+        await harness.answer(harness.job("late", timeout=0.3))
+    assert await harness.queue.depth("sim") == 0
+    await busy
+
+
+async def test_client_leaving_frees_the_worker_slot_within_a_second(harness: Harness) -> None:
+    loop = harness.worker(model(), tokens_per_s=20)
+    job = harness.job("long " * 10, max_tokens=400)
+    stream = harness.runner.run([job], max_depth=100)
+    await anext(stream)
+    assert len(loop.running) == 1
+    left = time.monotonic()
+    await stream.aclose()  # the client went away
+    while loop.running:
+        await asyncio.sleep(0.02)
+    assert time.monotonic() - left < 1.0
+    text, _ = await harness.answer(harness.job("next", max_tokens=1))
+    assert text == "next"
+
+
+async def test_a_worker_lost_before_answering_is_replaced_transparently(
+    harness: Harness,
+) -> None:
+    cfg = model(lease_s=0.3)
+    job = harness.job("survive this", max_tokens=2)
+    answer = asyncio.create_task(harness.answer(job))
+    # A worker that leases the job and then dies without a word.
+    while await harness.queue.lease("sim", "doomed", lease_s=0.3) is None:
+        await asyncio.sleep(0.01)
+    harness.worker(cfg)  # a healthy worker's heartbeat reaps the lapsed lease
+    text, events = await asyncio.wait_for(answer, 5)
+    assert text == "survive this"
+    assert any(isinstance(e, Restart) for e in events)
+
+
+async def test_priority_order_through_the_pull_loop(harness: Harness) -> None:
+    finished: list[str] = []
+    harness.worker(model(), tokens_per_s=50)
+
+    async def ask(name: str, priority: int, tokens: int = 2) -> None:
+        job = msgspec.structs.replace(harness.job(name, max_tokens=tokens), priority=priority)
+        await harness.answer(job)
+        finished.append(name)
+
+    blocker = asyncio.create_task(ask("blocker", 0, tokens=20))  # busy for 0.4 s
+    await asyncio.sleep(0.05)
+    lows = [asyncio.create_task(ask(f"low{i}", 5)) for i in range(3)]
+    await asyncio.sleep(0.05)
+    high = asyncio.create_task(ask("high", -5))
+    await asyncio.gather(blocker, high, *lows)
+    assert finished == ["blocker", "high", "low0", "low1", "low2"]
