@@ -9,7 +9,6 @@ by `install` turn them (and anything unexpected) into responses.
 from __future__ import annotations
 
 import logging
-import re
 
 import msgspec
 from fastapi import FastAPI, Request
@@ -18,11 +17,9 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
 from raylane.cluster.errors import InvalidRequest, QueueFull, RaylaneError
+from raylane.cluster.yamlpos import split_error
 
 log = logging.getLogger("raylane.router")
-
-_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
-
 
 def error_body(exc: RaylaneError) -> dict:
     return {"error": {"message": exc.message, "type": exc.type, "param": exc.param,
@@ -38,13 +35,19 @@ def error_response(exc: RaylaneError) -> JSONResponse:
 
 def invalid_body(exc: msgspec.DecodeError) -> InvalidRequest:
     """A msgspec decoding error as a 400 that names the offending field."""
-    text = str(exc)
-    match = _PATH.search(text)
-    if match is None:
-        return InvalidRequest(f"The request body is not valid JSON: {text}")
-    param = match.group(1) or None
-    message = text[: match.start()]
-    return InvalidRequest(f"{message} (at '{param}')" if param else message, param=param)
+    if not isinstance(exc, msgspec.ValidationError):
+        return InvalidRequest(f"The request body is not valid JSON: {exc}")
+    message, path, key = split_error(exc)
+    param = path.removeprefix("$").removeprefix(".")
+    if key is not None:
+        unknown = message.startswith("Object contains unknown field")
+        param = f"{param}.{key}" if param else key
+        message = (f"Unrecognized request argument supplied: {param}" if unknown
+                   else f"Missing required parameter: '{param}'.")
+        return InvalidRequest(message, param=param)
+    if not param:
+        return InvalidRequest(f"Invalid request body: {message}")
+    return InvalidRequest(f"{message} (at '{param}')", param=param)
 
 
 def install(app: FastAPI) -> None:

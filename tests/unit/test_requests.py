@@ -1,0 +1,139 @@
+"""Request bodies and headers: what is accepted, and how refusals name the problem."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from raylane.cluster.config import Config, ModelConfig, PoolConfig, QueueConfig
+from raylane.cluster.errors import InvalidRequest, ModelNotFound
+from raylane.cluster.messages import ChatPrompt, TextPrompt, TokenPrompt
+from raylane.router.admission import admit
+from raylane.router.protocol import ChatCompletionRequest, CompletionRequest
+from raylane.router.requests import chat_jobs, completion_jobs, decode
+
+CONFIG = Config(models=[ModelConfig(
+    name="m", aliases=["alias"], queue=QueueConfig(timeout_s=20, default_priority=4),
+    pools=[PoolConfig(backend="sim")])])
+
+
+def chat(**fields: object) -> bytes:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **fields}
+    return json.dumps(body).encode()
+
+
+def refusal(body: bytes, type_: type = ChatCompletionRequest) -> InvalidRequest:
+    with pytest.raises(InvalidRequest) as error:
+        decode(body, type_)
+    return error.value
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"max_tokens": "five"}, "max_tokens"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"temperature": 2.5}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"presence_penalty": -3}, "presence_penalty"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "user", "content": 3}]}, "messages[0].content"),
+        ({"frobnicate": True}, "frobnicate"),
+        ({"priority": "high"}, "priority"),
+    ],
+)
+def test_bad_fields_are_named(fields: dict, param: str) -> None:
+    assert refusal(chat(**fields)).param == param
+
+
+def test_malformed_json_is_refused() -> None:
+    error = refusal(b'{"model": ')
+    assert "not valid JSON" in error.message and error.param is None
+
+
+def test_chat_body_becomes_one_job_with_sampling_params() -> None:
+    req = decode(chat(max_completion_tokens=9, temperature=0.2, stop="END", seed=3,
+                      messages=[{"role": "system", "content": "be brief"},
+                                {"role": "user", "content": [{"type": "text", "text": "a"},
+                                                             {"type": "text", "text": "b"}]}]),
+                 ChatCompletionRequest)
+    ticket = admit(CONFIG, "alias", None, {}, "chat")
+    (job,) = chat_jobs(req, ticket, "inbox")
+    assert job.model == "m" and job.reply_to == "inbox" and job.priority == 4
+    assert isinstance(job.prompt, ChatPrompt)
+    assert [(m.role, m.content) for m in job.prompt.messages] == [("system", "be brief"),
+                                                                  ("user", "ab")]
+    p = job.params
+    assert (p.max_tokens, p.temperature, p.top_p, p.stop, p.seed) == (9, 0.2, 1.0, ["END"], 3)
+    assert job.deadline - job.created_at == pytest.approx(20)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("one", [TextPrompt("one")]),
+        (["a", "b"], [TextPrompt("a"), TextPrompt("b")]),
+        ([1, 2, 3], [TokenPrompt([1, 2, 3])]),
+        ([[1, 2], [3]], [TokenPrompt([1, 2]), TokenPrompt([3])]),
+    ],
+)
+def test_completion_prompts_in_every_openai_form(prompt: object, expected: list) -> None:
+    req = decode(json.dumps({"model": "m", "prompt": prompt}).encode(), CompletionRequest)
+    jobs = completion_jobs(req, admit(CONFIG, "m", None, {}, "text"), "inbox")
+    assert [j.prompt for j in jobs] == expected
+    assert all(j.params.max_tokens == 16 for j in jobs)  # OpenAI's default for completions
+    assert len({j.id for j in jobs}) == len(jobs)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [([], "must not be empty"), (["a", 1], "not a mix"), ([[1], []], "must not be empty")],
+)
+def test_bad_completion_prompts_are_refused(prompt: object, message: str) -> None:
+    req = decode(json.dumps({"model": "m", "prompt": prompt}).encode(), CompletionRequest)
+    with pytest.raises(InvalidRequest, match=message):
+        completion_jobs(req, admit(CONFIG, "m", None, {}, "text"), "inbox")
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [({"n": 2}, "n"), ({"logprobs": True}, "logprobs"), ({"tools": [{"type": "function"}]},
+                                                         "tools"),
+     ({"logit_bias": {"1": 5}}, "logit_bias")],
+)
+def test_features_not_served_yet_are_refused_not_ignored(fields: dict, param: str) -> None:
+    req = decode(chat(**fields), ChatCompletionRequest)
+    with pytest.raises(InvalidRequest) as error:
+        chat_jobs(req, admit(CONFIG, "m", None, {}, "chat"), "inbox")
+    assert error.value.param == param
+
+
+def test_priority_from_body_beats_header_beats_default() -> None:
+    assert admit(CONFIG, "m", 1, {"x-priority": "2"}, "chat").priority == 1
+    assert admit(CONFIG, "m", None, {"x-priority": "-2"}, "chat").priority == -2
+    assert admit(CONFIG, "m", None, {}, "chat").priority == 4
+
+
+def test_timeout_header_sets_the_deadline() -> None:
+    ticket = admit(CONFIG, "m", None, {"x-request-timeout": "2.5"}, "chat")
+    assert ticket.deadline - ticket.created == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize(
+    ("headers", "param"),
+    [({"x-priority": "soon"}, "x-priority"), ({"x-priority": "99999999"}, "x-priority"),
+     ({"x-request-timeout": "0"}, "x-request-timeout"),
+     ({"x-request-timeout": "nan"}, "x-request-timeout")],
+)
+def test_bad_headers_are_named(headers: dict, param: str) -> None:
+    with pytest.raises(InvalidRequest) as error:
+        admit(CONFIG, "m", None, headers, "chat")
+    assert error.value.param == param
+
+
+def test_unknown_model_is_not_found() -> None:
+    with pytest.raises(ModelNotFound, match="'gpt-9'"):
+        admit(CONFIG, "gpt-9", None, {}, "chat")

@@ -1,0 +1,64 @@
+"""The sim engine: deterministic, rate-limited, and faithful to max_tokens and stop."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from raylane.cluster.backends import SimOptions
+from raylane.cluster.errors import ContextLengthExceeded
+from raylane.cluster.messages import ChatPrompt, Delta, Done, Message, SamplingParams, TextPrompt
+from raylane.workers.sim import SimEngine
+
+
+async def run(engine: SimEngine, prompt, **params) -> tuple[str, Done]:
+    text = []
+    async for item in engine.generate("r", prompt, SamplingParams(**params)):
+        text.append(item.text)
+        if isinstance(item, Done):
+            return "".join(text), item
+    raise AssertionError("no Done")
+
+
+def chat(content: str) -> ChatPrompt:
+    return ChatPrompt([Message(role="user", content=content)])
+
+
+async def test_echoes_the_last_message_up_to_max_tokens() -> None:
+    text, done = await run(SimEngine(SimOptions(tokens_per_s=1000)), chat("a b c"), max_tokens=5)
+    assert text == "a b c a b"
+    assert (done.finish_reason, done.completion_tokens) == ("length", 5)
+
+
+async def test_natural_end_after_default_tokens() -> None:
+    engine = SimEngine(SimOptions(tokens_per_s=1000, default_tokens=3))
+    text, done = await run(engine, TextPrompt("x y"))
+    assert (text, done.finish_reason, done.prompt_tokens) == ("x y x", "stop", 2)
+
+
+async def test_stop_string_ends_generation() -> None:
+    text, done = await run(SimEngine(SimOptions(tokens_per_s=1000)), chat("one two three"),
+                           max_tokens=10, stop=[" thr"])
+    assert (text, done.finish_reason, done.completion_tokens) == ("one two", "stop", 3)
+
+
+async def test_token_rate_is_honoured() -> None:
+    began = time.monotonic()
+    await run(SimEngine(SimOptions(tokens_per_s=50)), chat("w"), max_tokens=10)
+    assert 0.17 < time.monotonic() - began < 0.5
+
+
+async def test_context_length_is_enforced() -> None:
+    with pytest.raises(ContextLengthExceeded):
+        await run(SimEngine(SimOptions(n_ctx=8)), chat("a b c"), max_tokens=8)
+
+
+async def test_abort_ends_the_stream_without_done() -> None:
+    engine = SimEngine(SimOptions(tokens_per_s=100))
+    items = []
+    async for item in engine.generate("r", chat("w"), SamplingParams(max_tokens=50)):
+        items.append(item)
+        if len(items) == 2:
+            await engine.abort("r")
+    assert all(isinstance(i, Delta) for i in items) and len(items) == 2
