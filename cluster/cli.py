@@ -93,7 +93,8 @@ def render_status(status: dict[str, Any]) -> str:
                      f"draining {queue['drain_per_s']}/s")
         for pool in model["pools"]:
             replicas = pool["replicas"]
-            lines.append(f"  pool {pool['name']} ({pool['backend']}, {pool['model']}): "
+            weights = f", {pool['model']}" if pool["model"] else ""
+            lines.append(f"  pool {pool['name']} ({pool['backend']}{weights}): "
                          f"{replicas['live']} live replicas [min {replicas['min']}, "
                          f"max {replicas['max']}], {pool['busy']}/{pool['slots']} slots busy")
     return "\n".join(lines)

@@ -64,8 +64,9 @@ class QueueConfig(Base, kw_only=True, frozen=True):
 class PoolConfig(Base, kw_only=True, frozen=True):
     backend: Backend
     """Engine of this pool: `llama.cpp` (GGUF on CPU) or `sim` (synthetic, for load tests)."""
-    model: str = "bundled:smollm2-135m"
-    """Weights: a path, or `bundled:smollm2-135m` for the GGUF shipped with raylane."""
+    model: str | None = None
+    """Weights: a path, or `bundled:smollm2-135m` for the GGUF shipped with raylane.
+    Required for every backend but `sim`."""
     name: str | None = None
     """Pool name, unique within its model; defaults to `<backend>-<index>`."""
     options: dict[str, Any] = {}
@@ -194,6 +195,8 @@ def _check_queue(queue: QueueConfig, at: str, fail: _Failer) -> None:
 
 
 def _check_pool(pool: PoolConfig, at: str, fail: _Failer) -> None:
+    if pool.model is None and pool.backend != "sim":
+        fail(f"{at}.model", f"required for backend {pool.backend!r}")
     if pool.slots < 1:
         fail(f"{at}.slots", "must be at least 1")
     fail.replicas(pool.replicas, f"{at}.replicas", allow_zero=True)

@@ -35,7 +35,7 @@ class Cluster:
         began = time.monotonic()
         for model in self.config.models:
             for pool in model.pools:
-                if pool.backend != "sim":
+                if pool.model is not None:
                     resolve_weights(pool.model)  # fail before starting anything
         try:
             self._start_redis()

@@ -17,5 +17,6 @@ def build_engine(pool: PoolConfig) -> Engine:
     if pool.backend == "llama.cpp":
         from raylane.workers.llamacpp import LlamaCppEngine
 
+        assert pool.model is not None  # the config requires it for llama.cpp
         return LlamaCppEngine(resolve_weights(pool.model), options, pool.slots)
     raise ValueError(f"unknown backend {pool.backend!r}")

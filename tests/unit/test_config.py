@@ -75,6 +75,11 @@ def test_a_bad_key_is_named_with_its_line(edit: tuple[str, str], expected: str) 
     assert str(error.value).startswith("raylane.yaml" + expected)
 
 
+def test_llama_cpp_pools_must_name_their_weights() -> None:
+    with pytest.raises(ConfigError, match=r":11: models\[0\].pools\[0\].model: required"):
+        parse_config(GOOD.replace("        model: bundled:smollm2-135m\n", ""), "x.yaml")
+
+
 def test_missing_required_key_is_named() -> None:
     with pytest.raises(ConfigError, match=r"x.yaml:1: models: required key is missing"):
         parse_config("router: {port: 1}\n", "x.yaml")
