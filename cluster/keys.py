@@ -46,6 +46,11 @@ class Keys:
         """Stream of events for the requests one router replica waits on."""
         return f"{self.prefix}:inbox:{router_id}"
 
+    @staticmethod
+    def alive(inbox: str) -> str:
+        """Set while the router replica owning `inbox` lives (Lua derives it the same way)."""
+        return f"{inbox}:alive"
+
     def done(self, model: str, bucket: int) -> str:
         """Jobs of `model` finished in one 10-second bucket (drain rate)."""
         return f"{self.prefix}:done:{model}:{bucket}"

@@ -38,6 +38,8 @@ JOB_GRACE_MS = 60_000
 """How long a job's hash outlives its deadline (so late events find it)."""
 DEAD_KEEP_MS = 24 * 3600 * 1000
 """How long a dead-lettered job's hash is kept for inspection."""
+ALIVE_TTL_S = 5.0
+"""How long a router replica counts as alive after its last keep-alive."""
 DRAIN_BUCKET_S = 10
 """Width of one bucket of the finished-jobs counter (drain rate)."""
 
@@ -61,13 +63,14 @@ class JobQueue:
         self.keys = keys or Keys()
         self._scripts = {
             name: redis.register_script(_lua(name))
-            for name in ("enqueue", "lease", "renew", "emit", "reap", "cancel")
+            for name in ("enqueue", "lease", "renew", "emit", "reap", "cancel", "release")
         }
 
     async def enqueue(self, jobs: Sequence[Job], *, max_depth: int) -> Admission:
         """Queue `jobs` (all of one model) atomically, or raise QueueFull."""
         model = jobs[0].model
-        args: list[str | bytes | int] = [self.keys.job_prefix, max_depth, JOB_GRACE_MS, len(jobs)]
+        args: list[str | bytes | int] = [self.keys.job_prefix, max_depth, JOB_GRACE_MS, len(jobs),
+                                         int(ALIVE_TTL_S * 1000)]
         for job in jobs:
             args += [job.id, job.priority, int(job.deadline * 1000), job.reply_to,
                      job_encoder.encode(job)]
@@ -115,16 +118,20 @@ class JobQueue:
         return [_text(status) for status in out]
 
     async def emit(
-        self, leased: LeasedJob, event: str, data: bytes = b"", *, final: bool = False
+        self, leased: LeasedJob, event: str, data: bytes = b"", *, final: bool = False,
+        seq: int = 0,
     ) -> int:
-        """Send an event for a leased job: 1 sent, 2 sent but cancel asked, 0 fenced off."""
+        """Send an event for a leased job: 1 sent, 2 sent but cancel asked, 0 fenced off.
+
+        `seq` numbers the events of one attempt, so a resent event is recognised.
+        """
         model = leased.job.model
         bucket = int(time.time()) // DRAIN_BUCKET_S
         return int(
             await self._scripts["emit"](
                 keys=[self.keys.leases(model), self.keys.done(model, bucket)],
                 args=[self.keys.job_prefix, leased.job.id, leased.token, event, data,
-                      "1" if final else "0", INBOX_MAXLEN],
+                      "1" if final else "0", INBOX_MAXLEN, seq],
             )
         )
 
@@ -135,6 +142,32 @@ class JobQueue:
         args: list[Any] = [self.keys.job_prefix, now_ms(), max_attempts, INBOX_MAXLEN,
                            DEAD_KEEP_MS]
         return int(await self._scripts["reap"](keys=keys, args=args))
+
+    async def release(self, model: str, held: Iterable[tuple[str, str]]) -> int:
+        """Requeue jobs a stopping worker holds, at once and without using an attempt."""
+        args: list[Any] = [self.keys.job_prefix, INBOX_MAXLEN]
+        for job_id, token in held:
+            args += [job_id, token]
+        if len(args) == 2:
+            return 0
+        keys = [self.keys.leases(model), self.keys.queue(model), self.keys.wake(model)]
+        return int(await self._scripts["release"](keys=keys, args=args))
+
+    async def keep_alive(self, inbox: str, ttl_s: float) -> None:
+        """Mark the router replica owning `inbox` alive for `ttl_s`."""
+        await self.redis.set(Keys.alive(inbox), "1", px=int(ttl_s * 1000))
+
+    async def alive(self, inboxes: Sequence[str]) -> list[bool]:
+        """Whether the router replicas owning `inboxes` are alive."""
+        if not inboxes:
+            return []
+        found = await self.redis.mget([Keys.alive(i) for i in inboxes])
+        return [value is not None for value in found]
+
+    async def server_id(self) -> str:
+        """Identity of the Redis process (changes when Redis restarts and loses its data)."""
+        info = await self.redis.info("server")
+        return str(info["run_id"])
 
     async def cancel(self, job_id: str) -> str:
         """'removed' if it was still queued, 'flagged' if a worker has it, else 'gone'."""

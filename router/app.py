@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
 
-from raylane.router import errors
+from raylane.router import errors, openapi
 from raylane.router.routes import api
 from raylane.router.state import RouterState
 
@@ -17,6 +17,7 @@ def build_app(state: RouterState) -> FastAPI:
     app.state.raylane = state
     errors.install(app)
     app.include_router(api)
+    openapi.install(app)
     return app
 
 

@@ -27,9 +27,8 @@ class Router:
         return build_app(self.state)
 
     async def check_health(self) -> None:
-        task = self.state.inbox._task
-        if task is None or task.done():
-            raise ServiceUnavailable("the inbox reader has stopped")
+        if not (self.state.inbox.alive and self.state.keeper.alive):
+            raise ServiceUnavailable("the inbox reader or the housekeeping has stopped")
 
     async def __del__(self) -> None:
         await self.state.close()

@@ -35,6 +35,8 @@ class InboxEvent:
     attempt: int
     name: str
     data: bytes
+    seq: int = 0
+    """Number of the event within its attempt (0 for events the queue itself writes)."""
 
 
 class Inbox:
@@ -56,6 +58,11 @@ class Inbox:
     def unregister(self, job_id: str) -> None:
         self._waiters.pop(job_id, None)
 
+    def fail_all(self, reason: str) -> None:
+        """Tell every waiter its job is lost (the queue's state went with Redis)."""
+        for job_id, waiter in self._waiters.items():
+            waiter.put_nowait(InboxEvent(job_id, 0, "lost", reason.encode()))
+
     async def start(self) -> None:
         """Begin reading from the current end of the stream."""
         # Pin the starting point now so no event written after start() is missed.
@@ -64,6 +71,10 @@ class Inbox:
         self._last_id = _text(info["last-generated-id"]) if info else "0-0"
         self.healthy.set()
         self._task = asyncio.create_task(self._read_forever(), name="raylane-inbox")
+
+    @property
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -100,6 +111,7 @@ class Inbox:
             attempt=int(fields.get(b"att", b"0")),
             name=_text(fields[b"ev"]),
             data=fields.get(b"data", b""),
+            seq=int(fields.get(b"seq", b"0")),
         )
         waiter = self._waiters.get(event.job_id)
         if waiter is not None:

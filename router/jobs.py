@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -51,14 +51,18 @@ JobEvent = Delta | Done | Restart
 
 
 class JobRunner:
-    def __init__(self, queue: JobQueue, inbox: Inbox) -> None:
+    def __init__(self, queue: JobQueue, inbox: Inbox,
+                 ready: Callable[[], None] = lambda: None) -> None:
         self.queue = queue
         self.inbox = inbox
+        self.ready = ready
+        """Raises ServiceUnavailable when the queue is known to be unreachable."""
 
     async def run(
         self, jobs: Sequence[Job], *, max_depth: int
     ) -> AsyncGenerator[tuple[int, JobEvent], None]:
         """Enqueue `jobs` and yield (index, event) until each has its Done."""
+        self.ready()
         waiters = [self.inbox.register(job.id) for job in jobs]
         pending = set(range(len(jobs)))
         try:
@@ -81,18 +85,21 @@ class JobRunner:
 async def _follow(job: Job, waiter: asyncio.Queue[InboxEvent]) -> AsyncIterator[JobEvent]:
     """The events of one job, ending after its Done; raises on failure or deadline."""
     started = False
-    attempt = 0
+    attempt = seq = 0
     while True:
         try:
             async with asyncio.timeout(max(0.0, job.deadline - time.time())):
                 event = await waiter.get()
         except TimeoutError:
             raise _timeout(job, started) from None
+        if event.seq and (event.attempt != attempt or event.seq <= seq):
+            continue  # from an earlier attempt, or a resent event already seen
+        seq = event.seq or seq
         if event.name == "started":
-            started, attempt = True, event.attempt
-        elif event.name == "delta" and event.attempt == attempt:
+            started, attempt, seq = True, event.attempt, 0
+        elif event.name == "delta":
             yield delta_decoder.decode(event.data)
-        elif event.name == "done" and event.attempt == attempt:
+        elif event.name == "done":
             yield done_decoder.decode(event.data)
             return
         elif event.name == "requeued":
@@ -114,6 +121,8 @@ def _raise_for(job: Job, event: InboxEvent, started: bool) -> None:
         )
     if event.name == "cancelled":
         raise RequestTimeout("The request was cancelled before it finished.")
+    if event.name == "lost":
+        raise ServiceUnavailable(event.data.decode())
 
 
 def _timeout(job: Job, started: bool) -> RequestTimeout:

@@ -41,4 +41,5 @@ async def health(state: RouterState) -> dict:
         await state.redis.ping()
     except (RedisError, OSError) as exc:
         raise ServiceUnavailable(f"Redis is unreachable: {exc}") from exc
+    state.keeper.check()
     return {"status": "ok", "router": state.router_id}

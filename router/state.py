@@ -11,8 +11,10 @@ import redis.asyncio as aioredis
 from raylane.cluster.config import Config
 from raylane.cluster.keys import Keys
 from raylane.cluster.queue import JobQueue
+from raylane.cluster.redis_client import connect
 from raylane.router.inbox import Inbox
 from raylane.router.jobs import JobRunner
+from raylane.router.keeper import Keeper
 
 
 @dataclass
@@ -23,19 +25,23 @@ class RouterState:
     queue: JobQueue
     inbox: Inbox
     runner: JobRunner
+    keeper: Keeper
     router_id: str
     started: int
 
     @classmethod
     async def open(cls, config: Config, redis_url: str, prefix: str) -> RouterState:
         """Connect to Redis and start this replica's inbox reader."""
-        redis = aioredis.from_url(redis_url, health_check_interval=10)
+        redis = connect(redis_url)
         keys = Keys(prefix)
         queue = JobQueue(redis, keys)
         router_id = uuid.uuid4().hex[:12]
         inbox = Inbox(redis, queue, keys, router_id)
+        keeper = Keeper(config, queue, inbox)
         await inbox.start()
-        return cls(config, redis, keys, queue, inbox, JobRunner(queue, inbox), router_id,
+        await keeper.start()
+        runner = JobRunner(queue, inbox, keeper.check)
+        return cls(config, redis, keys, queue, inbox, runner, keeper, router_id,
                    int(time.time()))
 
     @property
@@ -43,5 +49,6 @@ class RouterState:
         return self.inbox.stream
 
     async def close(self) -> None:
+        await self.keeper.stop()
         await self.inbox.stop()
         await self.redis.aclose()

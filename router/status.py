@@ -49,10 +49,13 @@ async def cluster_status(state: RouterState) -> dict[str, Any]:
 
 
 async def _serve_deployments() -> dict[str, dict[str, int]]:
-    """Replica counts by state per deployment, as Ray Serve reports them."""
+    """Replica counts by state per deployment, as Ray Serve reports them ({} outside Ray)."""
     with contextlib.suppress(Exception):
+        import ray
         from ray import serve
 
+        if not ray.is_initialized():
+            return {}  # serve.status() would start a local Ray cluster just to answer
         status = await asyncio.to_thread(serve.status)
         out: dict[str, dict[str, int]] = {}
         for app in status.applications.values():

@@ -50,14 +50,15 @@ class LlamaCppEngine:
         self._threads = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="llama")
         self._cancels: dict[str, threading.Event] = {}
         self._template: Any = None
+        self._instances: list[Any] = []
         self._started = False
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        instances = [await loop.run_in_executor(self._threads, self._load)
-                     for _ in range(self.slots)]
-        self._template = _chat_formatter(instances[0], self.options.chat_template)
-        for llm in instances:
+        self._instances = [await loop.run_in_executor(self._threads, self._load)
+                           for _ in range(self.slots)]
+        self._template = _chat_formatter(self._instances[0], self.options.chat_template)
+        for llm in self._instances:
             self._free.put_nowait(llm)
         self._started = True
 
@@ -134,6 +135,9 @@ class LlamaCppEngine:
         for cancel in self._cancels.values():
             cancel.set()
         self._threads.shutdown(wait=True)
+        for llm in self._instances:
+            llm.close()
+        self._instances = []
 
 
 async def _relay(

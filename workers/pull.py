@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from raylane.cluster.config import ModelConfig, PoolConfig
 from raylane.cluster.errors import ContextLengthExceeded, InvalidRequest
-from raylane.cluster.messages import Delta, Done, Event, Failure, LeasedJob, event_encoder
+from raylane.cluster.messages import Done, Event, Failure, LeasedJob, event_encoder
 from raylane.cluster.queue import JobQueue
 from raylane.cluster.registry import WorkerBeat, announce, retire
 from raylane.workers.engine import Engine
@@ -38,8 +38,11 @@ class Running:
     leased: LeasedJob
     task: asyncio.Task[None] | None = None
     stop: str | None = None
-    """Why the job is being stopped early: 'cancel', 'lost' or 'deadline'."""
-    deltas: list[Delta] = field(default_factory=list)
+    """Why the job is being stopped early: 'cancel', 'lost', 'deadline' or 'release'."""
+    seq: int = 0
+    """Events sent so far in this attempt (numbers them for the router's de-duplication)."""
+    renewed: float = field(default_factory=time.monotonic)
+    """When the lease was last known to hold."""
 
 
 class PullLoop:
@@ -65,18 +68,21 @@ class PullLoop:
         return bool(self._tasks) and not any(t.done() for t in self._tasks)
 
     async def stop(self, grace_s: float) -> None:
-        """Stop leasing, give running jobs up to `grace_s` to finish, then abort them."""
+        """Stop leasing; running jobs get `grace_s` to finish, the rest go back to the queue."""
         self._leasing = False
         await _cancel(self._tasks[:1])
         pending = [r.task for r in self.running.values() if r.task is not None]
+        late: set[asyncio.Task[None]] = set()
         if pending:
             _, late = await asyncio.wait(pending, timeout=grace_s)
-            for job_id, run in list(self.running.items()):
-                if run.task in late:
-                    run.stop = "lost"  # its lease lapses and the job is retried elsewhere
-                    await self.engine.abort(job_id)
-                    run.task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+        held = []
+        for job_id, run in list(self.running.items()):
+            if run.task in late:
+                held.append((job_id, run.leased.token))
+                await self._stop_job(run, "release")
+        await asyncio.gather(*late, return_exceptions=True)
+        with contextlib.suppress(RedisError, OSError):
+            await self.queue.release(self.model.name, held)
         await _cancel(self._tasks)
         with contextlib.suppress(RedisError, OSError):
             await retire(self.queue.redis, self.queue.keys, self.model.name, self.worker_id)
@@ -117,10 +123,10 @@ class PullLoop:
         except TimeoutError:
             run.stop = run.stop or "deadline"
         except Exception as exc:  # the job's own failure, reported to its caller
-            await self._finish(run, Event.ERROR, event_encoder.encode(_failure(exc)))
+            await self._emit(run, Event.ERROR, event_encoder.encode(_failure(exc)), final=True)
         finally:
             if run.stop in ("cancel", "deadline"):
-                await self._finish(run, Event.CANCELLED, b"")
+                await self._emit(run, Event.CANCELLED, b"", final=True)
             self.running.pop(job.id, None)
             self._slots.release()
 
@@ -130,10 +136,9 @@ class PullLoop:
         async with contextlib.aclosing(stream):  # type: ignore[type-var]
             async for item in stream:
                 if isinstance(item, Done):
-                    await self._finish(run, Event.DONE, event_encoder.encode(item))
+                    await self._emit(run, Event.DONE, event_encoder.encode(item), final=True)
                     return
-                status = await self.queue.emit(run.leased, Event.DELTA,
-                                               event_encoder.encode(item))
+                status = await self._emit(run, Event.DELTA, event_encoder.encode(item))
                 if status == 0:
                     run.stop = "lost"
                     return
@@ -141,9 +146,30 @@ class PullLoop:
                     run.stop = "cancel"
                     return
 
-    async def _finish(self, run: Running, event: Event, data: bytes) -> None:
-        with contextlib.suppress(RedisError, OSError):
-            await self.queue.emit(run.leased, event, data, final=True)
+    async def _emit(self, run: Running, event: Event, data: bytes, final: bool = False) -> int:
+        """Send one event, retrying through Redis hiccups while the lease can still hold.
+
+        A resent event keeps its sequence number, so the router drops the copy if the
+        first try did arrive.
+        """
+        run.seq += 1
+        delay = 0.05
+        while True:
+            try:
+                return await self.queue.emit(run.leased, event, data, final=final, seq=run.seq)
+            except (RedisError, OSError) as exc:
+                if time.monotonic() - run.renewed > self.model.queue.lease_s:
+                    log.warning("giving up job %s: %s", run.leased.job.id, exc)
+                    return 0
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _stop_job(self, run: Running, why: str) -> None:
+        if run.stop is None:
+            run.stop = why
+            await self.engine.abort(run.leased.job.id)
+            if run.task is not None:
+                run.task.cancel()
 
     async def _heartbeat_forever(self) -> None:
         while self._leasing or self.running:
@@ -154,15 +180,18 @@ class PullLoop:
             await asyncio.sleep(HEARTBEAT_S)
 
     async def _heartbeat(self) -> None:
-        held = [(job_id, run.leased.token) for job_id, run in self.running.items()]
+        runs = list(self.running.values())
+        held = [(run.leased.job.id, run.leased.token) for run in runs]
         statuses = await self.queue.renew(self.model.name, held, lease_s=self.model.queue.lease_s)
-        for (job_id, _), status in zip(held, statuses, strict=True):
-            run = self.running.get(job_id)
-            if status != "ok" and run is not None and run.stop is None:
-                run.stop = status
-                await self.engine.abort(job_id)
-                if run.task is not None:
-                    run.task.cancel()
+        routers = await self.queue.alive([run.leased.job.reply_to for run in runs])
+        now = time.monotonic()
+        for run, status, router_alive in zip(runs, statuses, routers, strict=True):
+            if status == "ok":
+                run.renewed = now
+            if status == "ok" and not router_alive:
+                status = "cancel"  # its router replica is gone: nobody reads the answer
+            if status != "ok":
+                await self._stop_job(run, status)
         await self.queue.reap(self.model.name, max_attempts=self.model.queue.max_attempts)
         await announce(self.queue.redis, self.queue.keys, self.model.name, WorkerBeat(
             worker=self.worker_id, pool=self.pool_name, backend=self.pool.backend,

@@ -11,13 +11,13 @@ import os
 import socket
 import uuid
 
-import redis.asyncio as aioredis
 from ray import serve
 
 from raylane.cluster.config import ModelConfig, PoolConfig
 from raylane.cluster.errors import EngineError
 from raylane.cluster.keys import Keys
 from raylane.cluster.queue import JobQueue
+from raylane.cluster.redis_client import connect
 from raylane.workers.engines import build_engine
 from raylane.workers.pull import PullLoop
 
@@ -31,7 +31,7 @@ class Worker:
     ) -> None:
         self.engine = build_engine(pool)
         await self.engine.start()
-        self.redis = aioredis.from_url(redis_url, health_check_interval=10)
+        self.redis = connect(redis_url)
         worker_id = f"{pool_name}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.loop = PullLoop(JobQueue(self.redis, Keys(prefix)), self.engine, model, pool,
                              pool_name, worker_id)

@@ -1,4 +1,6 @@
--- Lease the most urgent queued job within a priority range, skipping dead ones.
+-- Lease the most urgent queued job within a priority range, skipping dead ones: past
+-- their deadline (the caller is told), or waited on by a router replica that is gone
+-- (its `<inbox>:alive` key expired: nobody would receive the answer).
 -- KEYS[1] queue zset, KEYS[2] leases zset
 -- ARGV[1] job key prefix, ARGV[2] now (ms), ARGV[3] lease length (ms), ARGV[4] worker id,
 -- ARGV[5] lowest priority value taken ('-inf'), ARGV[6] highest ('+inf'), ARGV[7] inbox max length
@@ -18,6 +20,8 @@ for _ = 1, 64 do
     if tonumber(job[2]) <= now then
       -- Past its deadline while queued: never started, its caller is told.
       redis.call('XADD', job[3], 'MAXLEN', '~', ARGV[7], '*', 'rid', id, 'att', job[4], 'ev', 'timeout')
+      redis.call('DEL', key)
+    elseif redis.call('EXISTS', job[3] .. ':alive') == 0 then
       redis.call('DEL', key)
     else
       local attempt = tonumber(job[4]) + 1

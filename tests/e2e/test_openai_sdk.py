@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import openai
 import pytest
@@ -13,8 +15,9 @@ QUESTION = [{"role": "user", "content": "Name three colors."}]
 
 
 @pytest.fixture(scope="module")
-def client(cluster: Running) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{cluster.url}/v1", api_key="any", max_retries=0)
+def client(cluster: Running) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{cluster.url}/v1", api_key="any", max_retries=0) as client:
+        yield client
 
 
 def test_models_list_and_retrieve_show_models_and_aliases(client: openai.OpenAI) -> None:

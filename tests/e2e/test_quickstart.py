@@ -21,12 +21,12 @@ def test_embedded_defaults_serve_the_bundled_model_and_stop_cleanly(tmp_path: Pa
     names = " ".join(" ".join(p.cmdline()) for p in tree)
     assert "redis-server" in names and "raylet" in names
     try:
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-anything",
-                               max_retries=0)
-        assert [m.id for m in client.models.list()] == ["smollm2-135m", "smollm2"]
-        reply = client.chat.completions.create(
-            model="smollm2-135m", messages=[{"role": "user", "content": "Say hello."}],
-            max_tokens=16)
+        with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-anything",
+                           max_retries=0) as client:
+            assert [m.id for m in client.models.list()] == ["smollm2-135m", "smollm2"]
+            reply = client.chat.completions.create(
+                model="smollm2-135m", messages=[{"role": "user", "content": "Say hello."}],
+                max_tokens=16)
         assert reply.choices[0].message.content
     finally:
         assert stop_raylane(process) == 0

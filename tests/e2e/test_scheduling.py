@@ -21,8 +21,9 @@ SLOW = "slow"
 
 
 @pytest.fixture(scope="module")
-def client(cluster: Running) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{cluster.url}/v1", api_key="any", max_retries=0)
+def client(cluster: Running) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{cluster.url}/v1", api_key="any", max_retries=0) as client:
+        yield client
 
 
 @pytest.fixture

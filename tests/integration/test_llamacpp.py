@@ -59,6 +59,7 @@ async def test_chat_uses_the_models_own_template(engine: LlamaCppEngine) -> None
     rendered = (f"<|im_start|>system\n{SMOLLM_SYSTEM}<|im_end|>\n<|im_start|>user\n"
                 "Name three colors.<|im_end|>\n<|im_start|>assistant\n")
     expected = len(llm.tokenize(rendered.encode(), add_bos=False, special=True))
+    llm.close()
     text, done = await generate(engine, chat("Name three colors."), max_tokens=40, temperature=0)
     assert done.prompt_tokens == expected
     assert done.finish_reason == "stop"  # the model ended its turn with <|im_end|>

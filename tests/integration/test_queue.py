@@ -25,8 +25,10 @@ def job(priority: int = 0, timeout: float = 30.0, name: str = "", reply: str = "
 
 
 @pytest.fixture
-def queue(redis: aioredis.Redis) -> JobQueue:
-    return JobQueue(redis, Keys("test"))
+async def queue(redis: aioredis.Redis) -> JobQueue:
+    queue = JobQueue(redis, Keys("test"))
+    await queue.keep_alive("inbox", ttl_s=60)  # the router these jobs answer to is alive
+    return queue
 
 
 async def drain(queue: JobQueue, **kw: object) -> list[str]:
@@ -180,3 +182,48 @@ async def test_many_producers_and_consumers_lose_and_duplicate_nothing(
     assert len(produced) == producers * per_producer
     assert sorted(leased_ids) == sorted(produced)
     assert await queue.depth(MODEL) == 0 and await queue.leased(MODEL) == 0
+
+
+async def test_jobs_of_a_router_that_died_are_dropped_not_run(
+    queue: JobQueue, redis: aioredis.Redis
+) -> None:
+    await queue.enqueue([job(name="orphan", reply="gone-router")], max_depth=100)
+    await queue.enqueue([job(name="wanted")], max_depth=100)
+    await redis.delete(Keys.alive("gone-router"))  # its keep-alive lapsed
+    assert await drain(queue) == ["wanted"]
+    assert not await redis.exists(queue.keys.job("orphan"))
+
+
+async def test_enqueue_proves_the_router_alive(queue: JobQueue, redis: aioredis.Redis) -> None:
+    await queue.enqueue([job(name="j", reply="fresh-router")], max_depth=100)
+    assert await queue.alive(["fresh-router", "never-seen"]) == [True, False]
+
+
+async def test_resending_an_enqueue_does_not_queue_twice(queue: JobQueue) -> None:
+    same = job(name="once")
+    await queue.enqueue([same], max_depth=100)
+    await queue.enqueue([same], max_depth=100)
+    assert await drain(queue) == ["once"]
+
+
+async def test_release_returns_a_job_at_once_without_using_an_attempt(
+    queue: JobQueue, redis: aioredis.Redis
+) -> None:
+    for name in ("first", "second"):
+        await queue.enqueue([job(name=name)], max_depth=100)
+    leased = await queue.lease(MODEL, "draining", lease_s=30)
+    assert leased is not None and leased.attempt == 1
+    assert await queue.release(MODEL, [("first", leased.token), ("second", "not-mine")]) == 1
+    again = await queue.lease(MODEL, "other", lease_s=30)
+    assert again is not None and again.job.id == "first" and again.attempt == 1
+    assert ("first", "requeued") in await inbox_events(redis)
+
+
+async def test_events_carry_their_sequence_number(queue: JobQueue, redis: aioredis.Redis) -> None:
+    await queue.enqueue([job(name="j")], max_depth=100)
+    leased = await queue.lease(MODEL, "w", lease_s=30)
+    assert leased is not None
+    await queue.emit(leased, "delta", b"{}", seq=1)
+    await queue.emit(leased, "delta", b"{}", seq=1)  # a resend after a lost reply
+    seqs = [f[b"seq"] for _, f in await redis.xrange("inbox") if f[b"ev"] == b"delta"]
+    assert seqs == [b"1", b"1"]  # both arrive; the router keeps the first

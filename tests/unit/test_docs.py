@@ -29,7 +29,7 @@ def documented() -> list[str]:
     found = keys(Config, "")
     found = [k for k in found if not k.startswith("models")]
     found += [k for k in keys(ModelConfig, "models[].") if k != "models[].pools"]
-    found += ["models[].pools"] + keys(PoolConfig, "pools[].")
+    found += ["models[].pools", *keys(PoolConfig, "pools[].")]
     for options in BACKENDS.values():
         found += keys(options, "")
     return found

@@ -1,0 +1,30 @@
+"""How raylane connects to Redis: bounded timeouts, and no silent retries.
+
+redis-py can retry a command after a dropped connection, but the queue's
+scripts are not all idempotent (an `emit` replayed would send a delta twice),
+so raylane turns automatic retries off and retries where it knows it is safe:
+enqueue is idempotent per job id, and events carry a per-attempt sequence
+number that the router uses to drop duplicates.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+CONNECT_TIMEOUT_S = 2.0
+"""A request during a Redis outage fails in about this long, not a TCP timeout."""
+SOCKET_TIMEOUT_S = 10.0
+"""Longer than any blocking read raylane issues (XREAD and BLPOP block for 1 s)."""
+
+
+def connect(url: str) -> aioredis.Redis:
+    """An asyncio Redis client for `url` with raylane's timeouts."""
+    return aioredis.from_url(
+        url,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        health_check_interval=10,
+        retry=Retry(NoBackoff(), 0),
+    )

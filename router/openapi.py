@@ -1,0 +1,170 @@
+"""The router's `/openapi.json`: an OpenAPI 3.1 document built from its msgspec Structs.
+
+The routes take a raw `Request` and decode bodies with msgspec, so FastAPI's own
+generator sees neither request nor response bodies. This module says, for every
+route in `routes.py`, what it takes (`protocol.py`), what it answers
+(`schemas.py`) and which errors it may answer with (`cluster/errors.py`); the
+JSON schemas themselves come from `msgspec.json.schema_components`, so they
+cannot drift from the types that decode the requests.
+
+Event streams follow the OpenAPI 3.1 convention (as schemathesis reads it):
+the `text/event-stream` schema describes one event, whose `data` is a JSON
+chunk, a JSON error, or the closing `[DONE]`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+from fastapi import FastAPI
+from msgspec import Meta
+
+from raylane.router import schemas
+from raylane.router.admission import MAX_TIMEOUT_S
+from raylane.router.protocol import ChatCompletionRequest, CompletionRequest, Priority
+
+JSON = "application/json"
+SSE = "text/event-stream"
+REF = "#/components/schemas/{name}"
+
+Timeout = Annotated[float, Meta(gt=0.0, le=MAX_TIMEOUT_S)]
+
+ERRORS: dict[int, str] = {
+    400: "`invalid_request_error`: malformed JSON, wrong types, unknown fields, unsupported "
+         "options or bad headers (`param` names the field); code `context_length_exceeded` "
+         "when the prompt and `max_tokens` exceed the model's context.",
+    404: "`model_not_found`: no model or alias of that name is served.",
+    413: "`payload_too_large`: the body exceeds `router.max_body_bytes`.",
+    429: "`rate_limit_error` / `queue_full`: the model's queue is at `queue.max_depth`; "
+         "`Retry-After` estimates the wait from the measured drain rate.",
+    500: "`server_error`: code `engine_error` (the engine failed) or `job_lost` (the request "
+         "was lost with its workers); no code for an unexpected failure.",
+    503: "`service_unavailable` / `unavailable`: Redis is unreachable.",
+    504: "`timeout_error`: code `queue_timeout` (the deadline passed before any worker "
+         "started the request) or `deadline_exceeded` (it passed while generating).",
+}
+GENERATION_ERRORS = (400, 404, 413, 429, 500, 503, 504)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One route as the document describes it."""
+
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    answer: type
+    """The 200 JSON body."""
+    errors: tuple[int, ...]
+    body: type | None = None
+    """The request body, for generation routes."""
+    chunk: type | None = None
+    """One event's JSON when the request asks for `stream`."""
+
+
+OPERATIONS = (
+    Operation("post", "/v1/chat/completions", "createChatCompletion",
+              "Complete a chat conversation.", schemas.ChatCompletion, GENERATION_ERRORS,
+              body=ChatCompletionRequest, chunk=schemas.ChatCompletionChunk),
+    Operation("post", "/v1/completions", "createCompletion",
+              "Complete one or more prompts.", schemas.TextCompletion, GENERATION_ERRORS,
+              body=CompletionRequest, chunk=schemas.TextCompletionChunk),
+    Operation("get", "/v1/models", "listModels",
+              "List the served models and their aliases.", schemas.ModelList, (500,)),
+    Operation("get", "/v1/models/{model}", "retrieveModel",
+              "Describe one served model or alias.", schemas.ModelCard, (404, 500)),
+    Operation("get", "/health", "health",
+              "Whether this router replica can reach Redis.", schemas.Health, (500, 503)),
+    Operation("get", "/raylane/status", "clusterStatus",
+              "Queues, pools and replicas of every model.", schemas.ClusterStatus, (500,)),
+)
+
+
+def install(app: FastAPI) -> None:
+    """Make `app` serve this document as `/openapi.json` instead of FastAPI's own."""
+    built = document(app.title, app.version)
+    app.openapi = lambda: built  # type: ignore[method-assign]  # FastAPI's documented hook
+
+
+def document(title: str, version: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route in `routes.py`."""
+    types: list[Any] = [schemas.ErrorResponse, Priority, Timeout]
+    for op in OPERATIONS:
+        types += [t for t in (op.answer, op.body, op.chunk) if t is not None]
+    refs, components = msgspec.json.schema_components(types, ref_template=REF)
+    schema = dict(zip(types, refs, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op, schema)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version,
+                 "description": "OpenAI-compatible API of a raylane cluster."},
+        "paths": paths,
+        "components": {"schemas": components},
+    }
+
+
+def _operation(op: Operation, schema: dict[Any, Any]) -> dict[str, Any]:
+    ok: dict[str, Any] = {JSON: {"schema": schema[op.answer]}}
+    if op.chunk is not None:
+        ok[SSE] = {"schema": _event(schema[op.chunk], schema[schemas.ErrorResponse])}
+    out: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary}
+    parameters = _parameters(op, schema)
+    if parameters:
+        out["parameters"] = parameters
+    if op.body is not None:
+        out["requestBody"] = {"required": True, "content": {JSON: {"schema": schema[op.body]}}}
+    responses: dict[str, Any] = {"200": {"description": _ok_description(op), "content": ok}}
+    for status in op.errors:
+        responses[str(status)] = _error(status, schema[schemas.ErrorResponse])
+    out["responses"] = responses
+    return out
+
+
+def _parameters(op: Operation, schema: dict[Any, Any]) -> list[dict[str, Any]]:
+    parameters = []
+    if "{model}" in op.path:
+        parameters.append({
+            "name": "model", "in": "path", "required": True, "schema": {"type": "string"},
+            "description": "A served model name or alias (it may contain `/`).",
+        })
+    if op.body is not None:
+        parameters += [
+            {"name": "X-Priority", "in": "header", "required": False,
+             "schema": schema[Priority],
+             "description": "Priority when the body names none; lower is more urgent."},
+            {"name": "X-Request-Timeout", "in": "header", "required": False,
+             "schema": schema[Timeout],
+             "description": "Seconds the whole request may take (queue wait and generation); "
+                            "default `queue.timeout_s`."},
+        ]
+    return parameters
+
+
+def _ok_description(op: Operation) -> str:
+    if op.chunk is None:
+        return "OK"
+    return ("The completion; with `stream: true`, a stream of chunks ending with "
+            "`data: [DONE]`, or with an error event if it fails after text was sent.")
+
+
+def _event(chunk: dict[str, Any], error: dict[str, Any]) -> dict[str, Any]:
+    """One server-sent event of a generation stream."""
+    data = {"type": "string", "contentMediaType": JSON,
+            "contentSchema": {"anyOf": [chunk, error]}}
+    return {"type": "object", "required": ["data"],
+            "properties": {"data": {"anyOf": [{"const": "[DONE]"}, data]}}}
+
+
+def _error(status: int, error: dict[str, Any]) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": ERRORS[status], "content": {JSON: {"schema": error}}}
+    if status == 429:
+        response["headers"] = {"Retry-After": {
+            "required": True, "schema": {"type": "integer", "minimum": 0},
+            "description": "Seconds to wait before retrying.",
+        }}
+    return response

@@ -1,0 +1,74 @@
+"""The OpenAPI document: valid OpenAPI 3.1, and every route of the API in it with its bodies.
+
+The schemathesis test (tests/integration) checks the document against what the
+running router answers; these checks need no Redis.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from fastapi.routing import APIRoute
+from openapi_spec_validator import validate
+
+from raylane.router import schemas
+from raylane.router.generation import ChatShape, CompletionShape
+from raylane.router.openapi import document
+from raylane.router.routes import api
+
+DOC = document("raylane", "0.0.0")
+
+
+def _routes() -> list[tuple[str, str]]:
+    return [(method.lower(), route.path_format) for route in api.routes
+            if isinstance(route, APIRoute) for method in route.methods]
+
+
+def test_the_document_is_valid_openapi_3_1() -> None:
+    assert DOC["openapi"] == "3.1.0"
+    validate(DOC)
+
+
+def test_every_route_is_documented_and_nothing_else() -> None:
+    documented = [(method, path) for path, item in DOC["paths"].items() for method in item]
+    assert sorted(documented) == sorted(_routes())
+
+
+@pytest.mark.parametrize(("method", "path"), _routes())
+def test_each_route_has_its_bodies_and_errors(method: str, path: str) -> None:
+    operation = DOC["paths"][path][method]
+    responses = operation["responses"]
+    assert "$ref" in responses["200"]["content"]["application/json"]["schema"]
+    assert "500" in responses
+    for status, response in responses.items():
+        if status != "200":
+            schema = response["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorResponse"}
+    if method == "post":
+        assert operation["requestBody"]["required"] is True
+        assert "$ref" in operation["requestBody"]["content"]["application/json"]["schema"]
+        assert "text/event-stream" in responses["200"]["content"]
+        assert {"400", "404", "413", "429", "503", "504"} <= set(responses)
+        assert "Retry-After" in responses["429"]["headers"]
+        headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
+        assert headers == {"X-Priority", "X-Request-Timeout"}
+
+
+def test_request_schemas_are_closed_like_the_decoder() -> None:
+    for name in ("ChatCompletionRequest", "CompletionRequest", "ChatMessage"):
+        assert DOC["components"]["schemas"][name]["additionalProperties"] is False
+
+
+# What generation.py builds must be what schemas.py says, field for field: the
+# response Structs forbid unknown fields, so `convert` fails on any drift.
+@pytest.mark.parametrize(("first", "text", "finish"),
+                         [(True, "Hi", None), (False, " there", None), (False, "", "length")])
+def test_chat_chunk_choices_match_their_schema(first: bool, text: str, finish: str | None) -> None:
+    choice = ChatShape().chunk_choice(0, text, first, finish)
+    msgspec.convert(choice, schemas.ChatChunkChoice)
+
+
+def test_final_choices_match_their_schema() -> None:
+    msgspec.convert(ChatShape().final_choice(0, "Hi", "stop"), schemas.ChatChoice)
+    msgspec.convert(CompletionShape().final_choice(1, "Hi", "length"), schemas.TextChoice)
+    msgspec.convert(CompletionShape().chunk_choice(0, "Hi", True, None), schemas.TextChunkChoice)
