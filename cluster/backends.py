@@ -35,6 +35,9 @@ class SimOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froze
     """Context length the simulated model claims."""
     default_tokens: int = 16
     """Tokens produced when a request sets no max_tokens."""
+    fail_on: str | None = None
+    """Fault injection: a prompt containing this text kills the worker process, as a
+    crashing engine would (for fault drills and tests of dead-lettering)."""
 
 
 BACKENDS: dict[str, type[msgspec.Struct]] = {

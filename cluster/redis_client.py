@@ -10,21 +10,31 @@ number that the router uses to drop duplicates.
 from __future__ import annotations
 
 import redis.asyncio as aioredis
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 CONNECT_TIMEOUT_S = 2.0
 """A request during a Redis outage fails in about this long, not a TCP timeout."""
-SOCKET_TIMEOUT_S = 10.0
+SOCKET_TIMEOUT_S = 3.0
 """Longer than any blocking read raylane issues (XREAD and BLPOP block for 1 s)."""
 
 
+MAX_CONNECTIONS = 64
+"""Connections one process opens; more concurrent commands wait for a free one."""
+POOL_WAIT_S = 5.0
+"""Longest a command waits for a free connection before failing."""
+
+
 def connect(url: str) -> aioredis.Redis:
-    """An asyncio Redis client for `url` with raylane's timeouts."""
-    return aioredis.from_url(
+    """An asyncio Redis client for `url` with raylane's timeouts and a bounded pool."""
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_S,
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         socket_timeout=SOCKET_TIMEOUT_S,
         health_check_interval=10,
         retry=Retry(NoBackoff(), 0),
     )
+    return aioredis.Redis.from_pool(pool)

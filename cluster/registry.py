@@ -21,6 +21,7 @@ class WorkerBeat(msgspec.Struct, kw_only=True, frozen=True):
     busy: int
     at: float
     node: str = ""
+    pid: int = 0
 
 
 _encode = msgspec.json.Encoder().encode

@@ -29,6 +29,8 @@ async def cluster_status(state: RouterState) -> dict[str, Any]:
                              "serve": deployments.get(deployment_name(model.name, name))},
                 "slots": sum(w.slots for w in mine),
                 "busy": sum(w.busy for w in mine),
+                "workers": [{"id": w.worker, "node": w.node, "pid": w.pid, "busy": w.busy,
+                             "slots": w.slots} for w in mine],
             })
         queue = state.queue
         models.append({

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 
@@ -195,7 +197,8 @@ class PullLoop:
         await self.queue.reap(self.model.name, max_attempts=self.model.queue.max_attempts)
         await announce(self.queue.redis, self.queue.keys, self.model.name, WorkerBeat(
             worker=self.worker_id, pool=self.pool_name, backend=self.pool.backend,
-            slots=self.pool.slots, busy=len(self.running), at=time.time()))
+            slots=self.pool.slots, busy=len(self.running), at=time.time(), pid=os.getpid(),
+            node=socket.gethostname()))
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

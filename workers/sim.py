@@ -12,6 +12,7 @@ request it belongs to. It honours max_tokens, stop strings and the context lengt
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Literal
@@ -36,7 +37,10 @@ class SimEngine:
     async def generate(
         self, request_id: str, prompt: Prompt, params: SamplingParams
     ) -> AsyncIterator[Delta | Done]:
-        prompt_tokens = len(plain_text(prompt).split())
+        text = plain_text(prompt)
+        if self.options.fail_on and self.options.fail_on in text:
+            os._exit(70)  # die as a crashing engine would, mid-request, without cleanup
+        prompt_tokens = len(text.split())
         budget = completion_budget(prompt_tokens, params.max_tokens, self.context_length)
         limit = min(budget, params.max_tokens or self.options.default_tokens)
         words = _answer_words(prompt)
