@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 from raylane.cluster.keys import Keys
 
-STALE_S = 15.0
+STALE_S = 3.0
 """A worker not heard from for this long is taken for gone."""
 
 
