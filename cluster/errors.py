@@ -6,6 +6,7 @@
     ├── ModelNotFound           no model or alias of that name is served (404)
     ├── PayloadTooLarge         the body exceeds the router's limit (413)
     ├── QueueFull               the model's queue is at its bound; retry later (429)
+    │   └── WaitExceedsDeadline     the estimated queue wait exceeds the deadline (429)
     ├── RequestTimeout          the deadline passed (504)
     │   └── QueueTimeout            ... before any worker started the job
     ├── ServiceUnavailable      Redis or every worker is unreachable (503)
@@ -61,6 +62,10 @@ class QueueFull(RaylaneError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class WaitExceedsDeadline(QueueFull):
+    code = "wait_exceeds_deadline"
 
 
 class RequestTimeout(RaylaneError):

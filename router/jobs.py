@@ -37,6 +37,7 @@ from raylane.cluster.messages import (
     failure_decoder,
 )
 from raylane.cluster.queue import JobQueue
+from raylane.router.capacity import Capacity
 from raylane.router.inbox import Inbox, InboxEvent
 
 
@@ -57,6 +58,7 @@ class JobRunner:
         self.inbox = inbox
         self.ready = ready
         """Raises ServiceUnavailable when the queue is known to be unreachable."""
+        self.capacity = Capacity(queue)
 
     async def run(
         self, jobs: Sequence[Job], *, max_depth: int
@@ -67,6 +69,7 @@ class JobRunner:
         pending = set(range(len(jobs)))
         try:
             try:
+                await self.capacity.check(jobs)
                 await self.queue.enqueue(jobs, max_depth=max_depth)
             except (RedisError, OSError) as exc:
                 raise ServiceUnavailable(f"The queue is unreachable: {exc}") from exc

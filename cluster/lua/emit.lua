@@ -1,8 +1,10 @@
 -- Send one event of a leased job to its caller's inbox, fenced by the lease token.
--- KEYS[1] leases zset, KEYS[2] finished-jobs counter of the current bucket
+-- KEYS[1] leases zset, KEYS[2] finished-jobs counter of the current second, KEYS[3] ms
+-- of work of the jobs finished in the current second
 -- ARGV[1] job key prefix, ARGV[2] job id, ARGV[3] lease token, ARGV[4] event, ARGV[5] data,
 -- ARGV[6] '1' when the event ends the job, ARGV[7] inbox max length, ARGV[8] the event's
--- sequence number within this attempt (the router drops repeats of a resent event)
+-- sequence number within this attempt (the router drops repeats of a resent event),
+-- ARGV[9] milliseconds the job took (with a final event)
 -- Returns 0 when the token is stale (the event was dropped), 2 when the job is being
 -- cancelled, 1 otherwise.
 local key = ARGV[1] .. ARGV[2]
@@ -17,6 +19,9 @@ if ARGV[6] == '1' then
   redis.call('ZREM', KEYS[1], ARGV[2])
   redis.call('INCR', KEYS[2])
   redis.call('EXPIRE', KEYS[2], 120)
+  -- Integer milliseconds: INCRBYFLOAT in a script corrupts the heap of some 6.2 builds.
+  redis.call('INCRBY', KEYS[3], ARGV[9])
+  redis.call('EXPIRE', KEYS[3], 120)
   return 1
 end
 if held[2] then

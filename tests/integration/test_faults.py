@@ -12,92 +12,13 @@ import os
 import random
 import signal
 import time
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
-from raylane.cluster.backends import SimOptions
-from raylane.cluster.config import Config, ModelConfig, PoolConfig, QueueConfig
 from raylane.cluster.errors import ServiceUnavailable
-from raylane.cluster.keys import Keys
-from raylane.cluster.messages import ChatPrompt, Delta, Done, Job, Message, SamplingParams
-from raylane.cluster.queue import ALIVE_TTL_S, JobQueue
+from raylane.cluster.queue import ALIVE_TTL_S
 from raylane.cluster.redis_client import connect
-from raylane.cluster.redis_server import RedisServer, free_port
-from raylane.router.jobs import Restart
-from raylane.router.state import RouterState
-from raylane.workers.pull import PullLoop
-from raylane.workers.sim import SimEngine
-from tests.conftest import REDIS_BINARIES
-
-PREFIX = "faults"
-MODEL = ModelConfig(name="sim", queue=QueueConfig(lease_s=2.0, max_depth=10_000),
-                    pools=[PoolConfig(backend="sim", slots=4)])
-CONFIG = Config(models=[MODEL])
-
-
-class Cluster:
-    """One router replica and some workers sharing one redis-server."""
-
-    def __init__(self, server: RedisServer) -> None:
-        self.server = server
-        self.routers: list[RouterState] = []
-        self.workers: list[PullLoop] = []
-
-    async def router(self) -> RouterState:
-        state = await RouterState.open(CONFIG, self.server.url, PREFIX)
-        self.routers.append(state)
-        return state
-
-    def worker(self, tokens_per_s: float = 200.0, slots: int = 4) -> PullLoop:
-        pool = PoolConfig(backend="sim", slots=slots)
-        loop = PullLoop(JobQueue(connect(self.server.url), Keys(PREFIX)),
-                        SimEngine(SimOptions(tokens_per_s=tokens_per_s)), MODEL, pool, "sim-0",
-                        f"w{len(self.workers)}")
-        loop.start()
-        self.workers.append(loop)
-        return loop
-
-    def restart_redis(self) -> None:
-        """Kill redis-server and start a new, empty one on the same port."""
-        assert self.server.process is not None
-        self.server.process.kill()
-        self.server.stop()
-        self.server = RedisServer(binary=self.server.binary, port=self.server.port).start()
-
-    async def close(self) -> None:
-        for loop in self.workers:
-            await loop.stop(grace_s=0.1)
-            await loop.queue.redis.aclose()
-        for state in self.routers:
-            await state.close()
-        self.server.stop()
-
-
-def job(router: RouterState, words: str, max_tokens: int = 4, timeout: float = 30.0) -> Job:
-    now = time.time()
-    return Job(id=uuid.uuid4().hex, model="sim", kind="chat",
-               prompt=ChatPrompt([Message(role="user", content=words)]),
-               params=SamplingParams(max_tokens=max_tokens), created_at=now,
-               deadline=now + timeout, reply_to=router.reply_to)
-
-
-async def answer(router: RouterState, j: Job) -> tuple[str, list[object]]:
-    events: list[object] = []
-    async for _, event in router.runner.run([j], max_depth=10_000):
-        if isinstance(event, Restart):
-            events.clear()
-        events.append(event)
-    return "".join(e.text for e in events if isinstance(e, Delta | Done)), events
-
-
-@pytest.fixture
-async def cluster() -> AsyncIterator[Cluster]:
-    binary = REDIS_BINARIES[-1][1]
-    c = Cluster(RedisServer(binary=binary, port=free_port()).start())
-    yield c
-    await c.close()
+from tests.integration.harness import Cluster, Restart, answer, job
 
 
 async def test_redis_restart_fails_waiting_requests_at_once_and_all_reconnect(
