@@ -45,6 +45,7 @@ class Running:
     """Events sent so far in this attempt (numbers them for the router's de-duplication)."""
     renewed: float = field(default_factory=time.monotonic)
     """When the lease was last known to hold."""
+    began: float = field(default_factory=time.monotonic)
 
 
 class PullLoop:
@@ -158,7 +159,8 @@ class PullLoop:
         delay = 0.05
         while True:
             try:
-                return await self.queue.emit(run.leased, event, data, final=final, seq=run.seq)
+                return await self.queue.emit(run.leased, event, data, final=final, seq=run.seq,
+                                             runtime_s=time.monotonic() - run.began)
             except (RedisError, OSError) as exc:
                 if time.monotonic() - run.renewed > self.model.queue.lease_s:
                     log.warning("giving up job %s: %s", run.leased.job.id, exc)
