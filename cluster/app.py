@@ -37,6 +37,8 @@ def build_application(config: Config, redis_url: str, prefix: str = "raylane") -
                     name=deployment_name(model.name, name),
                     num_replicas=_replicas(pool),
                     ray_actor_options=actor_options(pool.resources),
+                    # Serve stops waiting for the replica's own drain a little later.
+                    graceful_shutdown_timeout_s=pool.drain_s + 10,
                 ).bind(model, pool, name, redis_url, prefix)
             )
     router = Router.options(  # type: ignore[attr-defined]

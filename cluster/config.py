@@ -77,6 +77,9 @@ class PoolConfig(Base, kw_only=True, frozen=True):
     """Ray resources of one replica (CPU, GPU, memory or custom)."""
     replicas: Replicas = Replicas()
     """Replica bounds of this pool."""
+    drain_s: float = 20.0
+    """On scale-down or stop, how long running jobs may take to finish before they go
+    back to the queue for another replica."""
     priorities: tuple[int | None, int | None] = (None, None)
     """Inclusive priority range the pool takes (null = unbounded on that side)."""
 
@@ -88,6 +91,9 @@ class ModelConfig(Base, kw_only=True, frozen=True):
     """Other names clients may use for this model."""
     queue: QueueConfig = QueueConfig()
     """This model's queue: depth bound, default deadline and priority, leases."""
+    max_tokens: int | None = None
+    """Largest completion a request may ask for, and the most a request that sets no
+    max_tokens gets. null: up to the model's remaining context."""
     pools: list[PoolConfig]
     """Worker pools serving this model; all drain its one queue."""
 
@@ -172,6 +178,8 @@ def _check(config: Config, text: str, source: str) -> None:
                 fail(where, f"model name {name!r} is already used by {names[name]!r}")
             names[name] = model.name
         _check_queue(model.queue, f"{at}.queue", fail)
+        if model.max_tokens is not None and model.max_tokens < 1:
+            fail(f"{at}.max_tokens", "must be at least 1")
         if not model.pools:
             fail(f"{at}.pools", "a model needs at least one pool")
         seen: set[str] = set()
@@ -199,6 +207,8 @@ def _check_pool(pool: PoolConfig, at: str, fail: _Failer) -> None:
         fail(f"{at}.model", f"required for backend {pool.backend!r}")
     if pool.slots < 1:
         fail(f"{at}.slots", "must be at least 1")
+    if pool.drain_s < 0:
+        fail(f"{at}.drain_s", "must not be negative")
     fail.replicas(pool.replicas, f"{at}.replicas", allow_zero=True)
     for key, amount in pool.resources.items():
         if amount < 0:

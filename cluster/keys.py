@@ -30,6 +30,10 @@ class Keys:
         """Sorted set of dead-lettered job ids, scored by time of death (ms)."""
         return f"{self.prefix}:dead:{model}"
 
+    def draining(self) -> str:
+        """Set while raylane is stopping: routers refuse new requests, running ones finish."""
+        return f"{self.prefix}:draining"
+
     def seq(self) -> str:
         """Counter giving queued jobs their FIFO order."""
         return f"{self.prefix}:seq"

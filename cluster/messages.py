@@ -43,6 +43,8 @@ class SamplingParams(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     """What the OpenAI API lets a caller set about generation."""
 
     max_tokens: int | None = None
+    limit: int | None = None
+    """Most completion tokens when max_tokens is unset (the model's configured cap)."""
     temperature: float = 1.0
     top_p: float = 1.0
     stop: list[str] = []

@@ -8,6 +8,7 @@ started, so nothing is left running.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 
 from raylane.cluster.app import APP_NAME, build_application
 from raylane.cluster.config import Config
+from raylane.cluster.keys import Keys
 from raylane.cluster.redis_server import RedisServer
 from raylane.cluster.weights import resolve_weights
 
@@ -67,6 +69,7 @@ class Cluster:
         router = self.config.router
         serve.start(http_options={"host": router.host, "port": router.port})
         assert self.redis_url is not None
+        self._set_draining(False)  # a previous stop may have left the flag behind
         app = build_application(self.config, self.redis_url, self.prefix)
         serve.run(app, name=APP_NAME, route_prefix="/")
 
@@ -76,11 +79,49 @@ class Cluster:
         host = "127.0.0.1" if router.host in ("0.0.0.0", "::") else router.host
         return f"http://{host}:{router.port}"
 
+    def drain(self) -> None:
+        """Refuse new requests and wait (up to the pools' drain time) for queued and running
+        jobs to finish, so stopping does not cut answers short."""
+        if self.redis_url is None:
+            return
+        import redis
+
+        keys = Keys(self.prefix)
+        grace = max((p.drain_s for m in self.config.models for p in m.pools), default=0.0)
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            self._set_draining(True, ttl_s=grace + 60)
+            time.sleep(1.0)  # routers see the flag within their housekeeping period
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and any(
+                client.zcard(keys.queue(m.name)) or client.zcard(keys.leases(m.name))
+                for m in self.config.models
+            ):
+                time.sleep(0.2)
+            time.sleep(0.5)  # the last answers leave the routers
+        except redis.RedisError as exc:
+            log.warning("could not drain before stopping: %s", exc)
+        finally:
+            client.close()
+
+    def _set_draining(self, on: bool, ttl_s: float = 0) -> None:
+        import redis
+
+        assert self.redis_url is not None
+        key = Keys(self.prefix).draining()
+        with redis.Redis.from_url(self.redis_url, socket_timeout=2,
+                                  socket_connect_timeout=2) as client:
+            if on:
+                client.set(key, "1", ex=max(1, int(ttl_s)))
+            else:
+                client.delete(key)
+
     def stop(self) -> None:
         import ray
         from ray import serve
 
         if ray.is_initialized():
+            self.drain()
             try:
                 if self._own_ray:
                     serve.shutdown()
@@ -89,6 +130,9 @@ class Cluster:
             except Exception as exc:  # keep tearing down whatever else is up
                 log.warning("stopping Serve failed: %s", exc)
             ray.shutdown()
+            if self._redis is None and self.redis_url is not None:
+                with contextlib.suppress(Exception):
+                    self._set_draining(False)  # an external Redis outlives this raylane
         if self._redis is not None:
             self._redis.stop()
             self._redis = None

@@ -6,7 +6,8 @@
 - Notices a Redis restart (a new server run id: the queue's state is gone) and fails
   the requests this replica waits on at once, instead of letting them hang to their
   deadline.
-- Knows whether Redis answers, so new requests during an outage get a quick 503.
+- Knows whether Redis answers, so new requests during an outage get a quick 503, and
+  whether raylane is stopping, so new requests then get a 503 while running ones finish.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Keeper:
         self.server: str | None = None
         self.last_ok = time.monotonic()
         self.last_error = ""
+        self.draining = False
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -57,9 +59,12 @@ class Keeper:
         return self._task is not None and not self._task.done()
 
     def check(self) -> None:
-        """Raise ServiceUnavailable while Redis has not answered for a while."""
+        """Raise ServiceUnavailable while Redis has not answered for a while, or raylane
+        is stopping."""
         if time.monotonic() - self.last_ok > STALE_S:
             raise ServiceUnavailable(f"The queue is unreachable: {self.last_error}")
+        if self.draining:
+            raise ServiceUnavailable("raylane is shutting down; retry on another instance.")
 
     async def _forever(self) -> None:
         while True:
@@ -78,6 +83,7 @@ class Keeper:
             self.inbox.fail_all("The queue's Redis restarted and lost this request; retry it.")
         self.server = server
         await self.queue.keep_alive(self.inbox.stream, ALIVE_TTL_S)
+        self.draining = bool(await self.queue.redis.exists(self.queue.keys.draining()))
         for model in self.config.models:
             await self.queue.reap(model.name, max_attempts=model.queue.max_attempts)
         self.last_ok = time.monotonic()

@@ -37,7 +37,8 @@ ERRORS: dict[int, str] = {
          "when the prompt and `max_tokens` exceed the model's context.",
     404: "`model_not_found`: no model or alias of that name is served.",
     413: "`payload_too_large`: the body exceeds `router.max_body_bytes`.",
-    429: "`rate_limit_error` / `queue_full`: the model's queue is at `queue.max_depth`; "
+    429: "`rate_limit_error`: code `queue_full` (the model's queue is at `queue.max_depth`) "
+         "or `wait_exceeds_deadline` (the estimated wait exceeds the request's deadline); "
          "`Retry-After` estimates the wait from the measured drain rate.",
     500: "`server_error`: code `engine_error` (the engine failed) or `job_lost` (the request "
          "was lost with its workers); no code for an unexpected failure.",
@@ -79,7 +80,7 @@ OPERATIONS = (
     Operation("get", "/health", "health",
               "Whether this router replica can reach Redis.", schemas.Health, (500, 503)),
     Operation("get", "/raylane/status", "clusterStatus",
-              "Queues, pools and replicas of every model.", schemas.ClusterStatus, (500,)),
+              "Queues, pools and replicas of every model.", schemas.ClusterStatus, (500, 503)),
 )
 
 

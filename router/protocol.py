@@ -16,7 +16,10 @@ from msgspec import Meta
 Temperature = Annotated[float, Meta(ge=0.0, le=2.0)]
 TopP = Annotated[float, Meta(gt=0.0, le=1.0)]
 Penalty = Annotated[float, Meta(ge=-2.0, le=2.0)]
-MaxTokens = Annotated[int, Meta(ge=1)]
+# Integers that travel to the workers inside a job must fit its msgpack encoding.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+Int64 = Annotated[int, Meta(ge=INT64_MIN, le=INT64_MAX)]
+MaxTokens = Annotated[int, Meta(ge=1, le=INT64_MAX)]
 Priority = Annotated[int, Meta(ge=-1_000_000, le=1_000_000)]
 Stop = str | Annotated[list[str], Meta(max_length=4)] | None
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -63,7 +66,7 @@ class Sampling(Strict, kw_only=True):
     temperature: Temperature | None = None
     top_p: TopP | None = None
     stop: Stop = None
-    seed: int | None = None
+    seed: Int64 | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
     stream: bool = False
@@ -88,7 +91,7 @@ class ChatCompletionRequest(Sampling, kw_only=True):
     metadata: dict[str, str] | None = None
 
 
-Prompt = str | list[str | int | list[int]]
+Prompt = str | list[str | Int64 | list[Int64]]
 """A string, strings, token ids, or lists of token ids (one prompt each)."""
 
 

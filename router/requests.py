@@ -35,13 +35,17 @@ def decode(body: bytes, type_: type[T]) -> T:
         raise invalid_body(exc) from None
 
 
-def sampling(req: Sampling, max_tokens: int | None) -> SamplingParams:
+def sampling(req: Sampling, max_tokens: int | None, cap: int | None = None) -> SamplingParams:
     """The SamplingParams of a request, after checking what raylane cannot do yet."""
     _unsupported(req.n != 1, "n", "Only n=1 is supported; send several requests instead.")
+    if cap is not None and max_tokens is not None and max_tokens > cap:
+        raise InvalidRequest(f"max_tokens is {max_tokens}, more than the {cap} this model "
+                             "allows per request.", param="max_tokens")
     _unsupported(bool(req.logit_bias), "logit_bias", "logit_bias is not supported.")
     stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
     return SamplingParams(
         max_tokens=max_tokens,
+        limit=cap,
         temperature=1.0 if req.temperature is None else req.temperature,
         top_p=1.0 if req.top_p is None else req.top_p,
         stop=stop,
@@ -55,7 +59,7 @@ def chat_jobs(req: ChatCompletionRequest, ticket: Ticket, reply_to: str) -> list
     _unsupported(bool(req.logprobs) or bool(req.top_logprobs), "logprobs",
                  "logprobs are not supported.")
     _unsupported(bool(req.tools), "tools", "Tool calling is not supported.")
-    params = sampling(req, req.max_completion_tokens or req.max_tokens)
+    params = sampling(req, req.max_completion_tokens or req.max_tokens, ticket.model.max_tokens)
     messages = [Message(role=m.role, content=m.text(), name=m.name) for m in req.messages]
     return [_job(ticket, "chat", ChatPrompt(messages=messages), params, reply_to)]
 
@@ -65,7 +69,8 @@ def completion_jobs(req: CompletionRequest, ticket: Ticket, reply_to: str) -> li
     _unsupported(bool(req.logprobs), "logprobs", "logprobs are not supported.")
     _unsupported(req.best_of not in (None, 1), "best_of", "Only best_of=1 is supported.")
     _unsupported(bool(req.suffix), "suffix", "suffix is not supported.")
-    params = sampling(req, req.max_tokens or 16)
+    params = sampling(req, req.max_tokens or min(16, ticket.model.max_tokens or 16),
+                      ticket.model.max_tokens)
     prompts = _prompts(req.prompt)
     if len(prompts) > MAX_PROMPTS:
         raise InvalidRequest(f"At most {MAX_PROMPTS} prompts per request.", param="prompt")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from redis.exceptions import RedisError
 from starlette.responses import Response, StreamingResponse
 
-from raylane.cluster.errors import PayloadTooLarge
+from raylane.cluster.errors import PayloadTooLarge, ServiceUnavailable
 from raylane.router import models
 from raylane.router.admission import admit
 from raylane.router.generation import ChatShape, CompletionShape, Generation, Shape
@@ -85,4 +86,7 @@ async def health(request: Request) -> Response:
 
 @api.get("/raylane/status")
 async def status(request: Request) -> Response:
-    return models.json_response(await cluster_status(_state(request)))
+    try:
+        return models.json_response(await cluster_status(_state(request)))
+    except (RedisError, OSError) as exc:
+        raise ServiceUnavailable(f"Redis is unreachable: {exc}") from exc

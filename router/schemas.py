@@ -82,9 +82,9 @@ class ChatCompletionChunk(Closed, kw_only=True):
     object: Literal["chat.completion.chunk"]
     created: int
     model: str
-    system_fingerprint: str
+    system_fingerprint: None
     choices: list[ChatChunkChoice]
-    usage: Usage | None | UnsetType = UNSET
+    usage: Usage | UnsetType | None = UNSET
     """Sent only with `stream_options.include_usage`: null until the last chunk."""
 
 
@@ -123,7 +123,7 @@ class TextCompletionChunk(Closed, kw_only=True):
     model: str
     system_fingerprint: None
     choices: list[TextChunkChoice]
-    usage: Usage | None | UnsetType = UNSET
+    usage: Usage | UnsetType | None = UNSET
 
 
 class ModelCard(Closed, kw_only=True):
@@ -177,6 +177,16 @@ class ReplicaStatus(Closed, kw_only=True):
     """Replicas by state as Ray Serve reports them; null outside Serve."""
 
 
+class WorkerStatus(Closed, kw_only=True):
+    """One live worker replica of a pool, from its last heartbeat."""
+
+    id: str
+    node: str
+    pid: int
+    busy: int
+    slots: int
+
+
 class PoolStatus(Closed, kw_only=True):
     name: str
     backend: str
@@ -184,6 +194,7 @@ class PoolStatus(Closed, kw_only=True):
     replicas: ReplicaStatus
     slots: int
     busy: int
+    workers: list[WorkerStatus]
 
 
 class ModelStatus(Closed, kw_only=True):

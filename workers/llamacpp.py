@@ -85,7 +85,8 @@ class LlamaCppEngine:
         future = None
         try:
             tokens = self._tokenize(llm, prompt)
-            budget = completion_budget(len(tokens), params.max_tokens, self.context_length)
+            budget = completion_budget(len(tokens), params.max_tokens, self.context_length,
+                                       params.limit)
 
             def report(item: tuple[str, Any]) -> None:
                 loop.call_soon_threadsafe(out.put_nowait, item)
@@ -174,7 +175,8 @@ def _generate(llm: Any, run: _Run) -> None:
 
     try:
         params = run.params
-        llm.set_seed(params.seed if params.seed is not None else random.getrandbits(32))
+        # llama.cpp seeds are 32-bit; the API accepts any 64-bit integer.
+        llm.set_seed(params.seed % 2**32 if params.seed is not None else random.getrandbits(32))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         completion: list[int] = []
         vocab = llm._model.vocab

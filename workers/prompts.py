@@ -15,8 +15,13 @@ def plain_text(prompt: Prompt) -> str:
     return " ".join(str(t) for t in prompt.tokens)
 
 
-def completion_budget(prompt_tokens: int, max_tokens: int | None, context: int) -> int:
-    """Tokens the completion may have; raises when the request cannot fit."""
+def completion_budget(
+    prompt_tokens: int, max_tokens: int | None, context: int, limit: int | None = None
+) -> int:
+    """Tokens the completion may have; raises when the request cannot fit.
+
+    Without max_tokens the completion may fill the context, up to `limit` if set.
+    """
     if max_tokens is None:
         if prompt_tokens >= context:
             raise ContextLengthExceeded(
@@ -24,7 +29,7 @@ def completion_budget(prompt_tokens: int, max_tokens: int | None, context: int) 
                 f"prompt has {prompt_tokens} tokens. Please reduce the length of the prompt.",
                 param="messages",
             )
-        return context - prompt_tokens
+        return min(context - prompt_tokens, limit or context)
     if prompt_tokens + max_tokens > context:
         raise ContextLengthExceeded(
             f"This model's maximum context length is {context} tokens. However, you "

@@ -21,10 +21,8 @@ from raylane.cluster.redis_client import connect
 from raylane.workers.engines import build_engine
 from raylane.workers.pull import PullLoop
 
-DRAIN_GRACE_S = 20.0
 
-
-@serve.deployment(max_ongoing_requests=4, graceful_shutdown_timeout_s=DRAIN_GRACE_S + 10)
+@serve.deployment(max_ongoing_requests=4)
 class Worker:
     async def __init__(  # type: ignore[misc]  # Serve awaits async constructors
         self, model: ModelConfig, pool: PoolConfig, pool_name: str, redis_url: str, prefix: str
@@ -33,6 +31,7 @@ class Worker:
         await self.engine.start()
         self.redis = connect(redis_url)
         worker_id = f"{pool_name}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.drain_s = pool.drain_s
         self.loop = PullLoop(JobQueue(self.redis, Keys(prefix)), self.engine, model, pool,
                              pool_name, worker_id)
         self.loop.start()
@@ -46,6 +45,6 @@ class Worker:
         return {"worker": self.loop.worker_id, "running": len(self.loop.running)}
 
     async def __del__(self) -> None:
-        await self.loop.stop(DRAIN_GRACE_S)
+        await self.loop.stop(self.drain_s)
         await self.engine.close()
         await self.redis.aclose()

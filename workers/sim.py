@@ -41,7 +41,8 @@ class SimEngine:
         if self.options.fail_on and self.options.fail_on in text:
             os._exit(70)  # die as a crashing engine would, mid-request, without cleanup
         prompt_tokens = len(text.split())
-        budget = completion_budget(prompt_tokens, params.max_tokens, self.context_length)
+        budget = completion_budget(prompt_tokens, params.max_tokens, self.context_length,
+                                   params.limit)
         limit = min(budget, params.max_tokens or self.options.default_tokens)
         words = _answer_words(prompt)
         stops = StopMatcher(params.stop)

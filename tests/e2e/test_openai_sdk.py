@@ -165,3 +165,13 @@ def test_malformed_json_is_400_in_openai_shape(cluster: Running) -> None:
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and "JSON" in error["message"]
+
+
+def test_oversized_body_is_413_and_nothing_is_queued(cluster: Running) -> None:
+    huge = "word " * (1024 * 1024)  # 5 MiB, over the default 4 MiB limit
+    response = httpx.post(f"{cluster.url}/v1/chat/completions", timeout=30, json={
+        "model": MODEL, "messages": [{"role": "user", "content": huge}]})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    model = next(m for m in cluster.status()["models"] if m["name"] == MODEL)
+    assert model["queue"]["depth"] == 0 and model["queue"]["running"] == 0

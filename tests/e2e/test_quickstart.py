@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import openai
@@ -27,7 +29,14 @@ def test_embedded_defaults_serve_the_bundled_model_and_stop_cleanly(tmp_path: Pa
             reply = client.chat.completions.create(
                 model="smollm2-135m", messages=[{"role": "user", "content": "Say hello."}],
                 max_tokens=16)
-        assert reply.choices[0].message.content
+            assert reply.choices[0].message.content
+            # Ctrl-C while a request is being answered: it still gets its whole answer.
+            with ThreadPoolExecutor(1) as pool:
+                late = pool.submit(client.completions.create, model="smollm2-135m",
+                                   prompt="A long story:", max_tokens=120, temperature=0.7)
+                time.sleep(0.5)
+                process.send_signal(signal.SIGINT)
+                assert late.result(timeout=60).usage.completion_tokens == 120
     finally:
         assert stop_raylane(process) == 0
     log = (tmp_path / "raylane.log").read_text()

@@ -72,25 +72,32 @@ async def test_redis_outage_gets_quick_503s_and_in_flight_requests_complete(
 
 async def test_a_dead_routers_jobs_stop_running_and_never_start(cluster: Cluster) -> None:
     doomed = await cluster.router()
+    survivor = await cluster.router()
     worker = cluster.worker(tokens_per_s=10, slots=1)
     queue = worker.queue
     running = job(doomed, "nobody listens", max_tokens=500)
     queued = job(doomed, "never run", max_tokens=5)
+    for waiting in (running, queued):
+        doomed.inbox.register(waiting.id)  # requests the doomed replica is answering
     await queue.enqueue([running, queued], max_depth=100)
-    while not worker.running:
+    while running.id not in worker.running:
         await asyncio.sleep(0.05)
     # The replica dies: no cleanup, its keep-alive simply stops.
     assert doomed.keeper._task is not None and doomed.inbox._task is not None
     doomed.keeper._task.cancel()
     doomed.inbox._task.cancel()
     died = time.monotonic()
-    while worker.running:
+    while running.id in worker.running:
         await asyncio.sleep(0.1)
         assert time.monotonic() - died < ALIVE_TTL_S + 2
-    await asyncio.sleep(1.5)  # the queued job was dropped, not started
-    assert not worker.running
+    # The slot is free: the dead router's queued job is dropped, the other router's served.
+    text, _ = await asyncio.wait_for(answer(survivor, job(survivor, "carry on", 4)), 10)
+    assert text == "carry on carry on"
     assert await queue.depth("sim") == 0
     assert not await queue.redis.exists(queue.keys.job(queued.id))
+    events = await queue.redis.xrange(doomed.reply_to)
+    started = [f[b"rid"].decode() for _, f in events if f[b"ev"] == b"started"]
+    assert queued.id not in started, [(f[b"rid"][:6], f[b"ev"]) for _, f in events]
 
 
 async def test_thousands_of_cancelled_requests_never_mix_answers(cluster: Cluster) -> None:

@@ -139,10 +139,18 @@ async def test_priority_order_through_the_pull_loop(harness: Harness) -> None:
         await harness.answer(job)
         finished.append(name)
 
-    blocker = asyncio.create_task(ask("blocker", 0, tokens=20))  # busy for 0.4 s
-    await asyncio.sleep(0.05)
-    lows = [asyncio.create_task(ask(f"low{i}", 5)) for i in range(3)]
-    await asyncio.sleep(0.05)
+    async def queued(n: int) -> None:
+        while await harness.queue.depth("sim") < n:
+            await asyncio.sleep(0.005)
+
+    blocker = asyncio.create_task(ask("blocker", 0, tokens=40))  # busy for 0.8 s
+    while not harness.loops[0].running:
+        await asyncio.sleep(0.005)
+    lows = []
+    for i in range(3):  # one after the other, so their order in the queue is known
+        lows.append(asyncio.create_task(ask(f"low{i}", 5)))
+        await queued(i + 1)
     high = asyncio.create_task(ask("high", -5))
+    await queued(4)
     await asyncio.gather(blocker, high, *lows)
     assert finished == ["blocker", "high", "low0", "low1", "low2"]

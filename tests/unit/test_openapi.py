@@ -11,6 +11,7 @@ import pytest
 from fastapi.routing import APIRoute
 from openapi_spec_validator import validate
 
+from raylane.cluster.errors import RaylaneError
 from raylane.router import schemas
 from raylane.router.generation import ChatShape, CompletionShape
 from raylane.router.openapi import document
@@ -21,7 +22,7 @@ DOC = document("raylane", "0.0.0")
 
 def _routes() -> list[tuple[str, str]]:
     return [(method.lower(), route.path_format) for route in api.routes
-            if isinstance(route, APIRoute) for method in route.methods]
+            if isinstance(route, APIRoute) for method in route.methods or ()]
 
 
 def test_the_document_is_valid_openapi_3_1() -> None:
@@ -72,3 +73,26 @@ def test_final_choices_match_their_schema() -> None:
     msgspec.convert(ChatShape().final_choice(0, "Hi", "stop"), schemas.ChatChoice)
     msgspec.convert(CompletionShape().final_choice(1, "Hi", "length"), schemas.TextChoice)
     msgspec.convert(CompletionShape().chunk_choice(0, "Hi", True, None), schemas.TextChunkChoice)
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [cls, *(sub for child in cls.__subclasses__() for sub in _subclasses(child))]
+
+
+@pytest.mark.parametrize("error", _subclasses(RaylaneError), ids=lambda c: c.__name__)
+def test_every_error_body_matches_its_schema(error: type[RaylaneError]) -> None:
+    body = {"error": {"message": "m", "type": error.type, "param": None, "code": error.code}}
+    msgspec.convert(body, schemas.ErrorResponse)
+
+
+def test_integers_sent_on_to_workers_are_bounded_in_the_document() -> None:
+    # The queue's msgpack encoding holds 64-bit integers; larger ones are a 400, not a 500.
+    components = DOC["components"]["schemas"]
+    sampling = components["CompletionRequest"]["properties"]
+    assert sampling["seed"]["anyOf"][0]["maximum"] == 2**63 - 1
+    assert sampling["max_tokens"]["anyOf"][0]["maximum"] == 2**63 - 1
+    prompts = sampling["prompt"]["anyOf"][1]["items"]["anyOf"]
+    token_ids = [p for p in prompts if p.get("type") == "integer"]
+    token_ids += [p["items"] for p in prompts if p.get("type") == "array"]
+    assert len(token_ids) == 2
+    assert all(t["minimum"] == -(2**63) and t["maximum"] == 2**63 - 1 for t in token_ids)

@@ -137,3 +137,14 @@ def test_bad_headers_are_named(headers: dict, param: str) -> None:
 def test_unknown_model_is_not_found() -> None:
     with pytest.raises(ModelNotFound, match="'gpt-9'"):
         admit(CONFIG, "gpt-9", None, {}, "chat")
+
+
+def test_a_models_max_tokens_cap_refuses_more_and_limits_the_default() -> None:
+    capped = Config(models=[ModelConfig(name="m", max_tokens=50,
+                                        pools=[PoolConfig(backend="sim")])])
+    ticket = admit(capped, "m", None, {}, "chat")
+    with pytest.raises(InvalidRequest, match="more than the 50") as error:
+        chat_jobs(decode(chat(max_tokens=51), ChatCompletionRequest), ticket, "inbox")
+    assert error.value.param == "max_tokens"
+    (job,) = chat_jobs(decode(chat(), ChatCompletionRequest), ticket, "inbox")
+    assert (job.params.max_tokens, job.params.limit) == (None, 50)

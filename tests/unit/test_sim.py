@@ -62,3 +62,9 @@ async def test_abort_ends_the_stream_without_done() -> None:
         if len(items) == 2:
             await engine.abort("r")
     assert all(isinstance(i, Delta) for i in items) and len(items) == 2
+
+
+async def test_a_cap_limits_a_request_without_max_tokens() -> None:
+    engine = SimEngine(SimOptions(tokens_per_s=1000, default_tokens=100))
+    _, done = await run(engine, chat("w"), limit=3)
+    assert (done.completion_tokens, done.finish_reason) == (3, "length")
