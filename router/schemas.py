@@ -208,4 +208,7 @@ class ClusterStatus(Closed, kw_only=True):
     """What `raylane status` shows: per model, its queue and its pools."""
 
     router: str
+    """The router replica that answered."""
+    pid: int
+    """Its process id."""
     models: list[ModelStatus]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from typing import Any
 
 from raylane.cluster.config import deployment_name, pool_name
@@ -47,7 +48,7 @@ async def cluster_status(state: RouterState) -> dict[str, Any]:
             },
             "pools": pools,
         })
-    return {"router": state.router_id, "models": models}
+    return {"router": state.router_id, "pid": os.getpid(), "models": models}
 
 
 async def _serve_deployments() -> dict[str, dict[str, int]]:

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from raylane.cluster.backends import SimOptions
 from raylane.cluster.config import ModelConfig, PoolConfig, QueueConfig
-from raylane.cluster.errors import QueueTimeout
+from raylane.cluster.errors import QueueTimeout, RequestTimeout
 from raylane.cluster.keys import Keys
 from raylane.cluster.messages import ChatPrompt, Delta, Done, Job, Message, SamplingParams
 from raylane.cluster.queue import JobQueue
@@ -154,3 +154,16 @@ async def test_priority_order_through_the_pull_loop(harness: Harness) -> None:
     await queued(4)
     await asyncio.gather(blocker, high, *lows)
     assert finished == ["blocker", "high", "low0", "low1", "low2"]
+
+
+async def test_deadline_mid_generation_stops_the_engine_within_a_second(
+    harness: Harness,
+) -> None:
+    loop = harness.worker(model(), tokens_per_s=20)
+    began = time.monotonic()
+    with pytest.raises(RequestTimeout):
+        await harness.answer(harness.job("slow " * 3, max_tokens=200, timeout=0.8))
+    assert time.monotonic() - began < 1.3
+    while loop.running:
+        await asyncio.sleep(0.02)
+    assert time.monotonic() - began < 0.8 + 1.0
