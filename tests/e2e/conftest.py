@@ -57,9 +57,11 @@ class Running:
         return psutil.Process(self.process.pid).children(recursive=True)
 
 
-def start_raylane(args: list[str], log: Path, timeout_s: float = 180) -> subprocess.Popen[bytes]:
-    """Run `raylane serve ARGS` and wait until it says it is serving."""
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RAY_ADDRESS")}
+def start_raylane(args: list[str], log: Path, timeout_s: float = 180,
+                  env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Run `raylane serve ARGS` (with `env` added) and wait until it says it is serving."""
+    env = {**{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RAY_ADDRESS")},
+           **(env or {})}
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "raylane.cluster.cli", "serve", *args],
                                    stdout=out, stderr=subprocess.STDOUT, env=env)

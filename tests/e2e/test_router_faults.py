@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,7 +20,7 @@ import redis
 from raylane.cluster.keys import Keys
 from raylane.cluster.queue import ALIVE_TTL_S
 from raylane.cluster.redis_server import RedisServer, free_port
-from tests.e2e.conftest import Running, stop_raylane
+from tests.e2e.conftest import Running, start_raylane, stop_raylane
 
 CONFIG = """\
 router: {{port: {port}, replicas: {{min: 2, max: 2}}}}
@@ -49,14 +47,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterato
     port = free_port()
     (root / "raylane.yaml").write_text(CONFIG.format(port=port))
     log = root / "raylane.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "raylane.cluster.cli", "serve", str(root / "raylane.yaml")],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "REDIS_URL": redis_url})
-    deadline = time.monotonic() + 180
-    while b"raylane: serving" not in log.read_bytes():
-        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.2)
+    process = start_raylane([str(root / "raylane.yaml")], log, env={"REDIS_URL": redis_url})
     try:
         yield Running(f"http://127.0.0.1:{port}", process, log)
     finally:

@@ -18,6 +18,7 @@ import pytest
 from raylane.cluster.errors import ServiceUnavailable
 from raylane.cluster.queue import ALIVE_TTL_S
 from raylane.cluster.redis_client import connect
+from raylane.router.models import health
 from tests.integration.harness import Cluster, Restart, answer, job
 
 
@@ -56,6 +57,8 @@ async def test_redis_outage_gets_quick_503s_and_in_flight_requests_complete(
         await asyncio.sleep(3.5)
         with pytest.raises(ServiceUnavailable):
             router.keeper.check()
+        with pytest.raises(ServiceUnavailable):  # what /health answers (503)
+            await health(router)
         began = time.monotonic()
         with pytest.raises(ServiceUnavailable):
             await answer(router, job(router, "refused"))
