@@ -100,11 +100,18 @@ class JobQueue:
         *,
         lease_s: float,
         priorities: tuple[int | None, int | None] = (None, None),
+        check_routers: bool = True,
     ) -> LeasedJob | None:
-        """Claim the most urgent queued job in the priority range, if any."""
+        """Claim the most urgent queued job in the priority range, if any.
+
+        With `check_routers`, queued jobs whose router replica is gone are dropped on
+        the way; without it (the caller cannot trust the routers' alive keys), they are
+        leased like any other.
+        """
         low, high = priorities
         args: list[Any] = [self.keys.job_prefix, now_ms(), int(lease_s * 1000), worker,
-                "-inf" if low is None else low, "+inf" if high is None else high, INBOX_MAXLEN]
+                "-inf" if low is None else low, "+inf" if high is None else high, INBOX_MAXLEN,
+                "1" if check_routers else "0"]
         found = await self._scripts["lease"](
             keys=[self.keys.queue(model), self.keys.leases(model)], args=args
         )

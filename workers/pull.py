@@ -6,6 +6,12 @@ lease token: if the lease was lost (this worker was paused past it, or cut off)
 the events are dropped and the job is abandoned here. A heartbeat renews the
 leases of running jobs, learns of cancellations, requeues lapsed leases of
 dead workers, and announces this worker in the registry.
+
+Jobs whose router replica is gone (its alive key lapsed) are stopped, or dropped
+from the queue, since nobody would read their answer. Right after a Redis outage
+the alive keys say nothing (no router could refresh its key while Redis was
+away), so for `ALIVE_TTL_S` after its last failed Redis call a worker does not
+act on them.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from redis.exceptions import RedisError
 from raylane.cluster.config import ModelConfig, PoolConfig
 from raylane.cluster.errors import ContextLengthExceeded, InvalidRequest
 from raylane.cluster.messages import Done, Event, Failure, LeasedJob, event_encoder
-from raylane.cluster.queue import JobQueue
+from raylane.cluster.queue import ALIVE_TTL_S, JobQueue
 from raylane.cluster.registry import WorkerBeat, announce, retire
 from raylane.workers.engine import Engine
 
@@ -61,6 +67,8 @@ class PullLoop:
         self._slots = asyncio.Semaphore(pool.slots)
         self._leasing = True
         self._tasks: list[asyncio.Task[None]] = []
+        self._routers_trusted_at = 0.0
+        """Monotonic time from which the routers' alive keys are trusted again."""
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._lease_forever(), name="raylane-lease"),
@@ -108,11 +116,12 @@ class PullLoop:
             try:
                 leased = await self.queue.lease(
                     self.model.name, self.worker_id, lease_s=self.model.queue.lease_s,
-                    priorities=self.pool.priorities)
+                    priorities=self.pool.priorities, check_routers=self._routers_trusted)
                 if leased is not None:
                     return leased
                 await self.queue.wait_for_work(self.model.name, IDLE_WAIT_S)
             except (RedisError, OSError) as exc:
+                self._redis_failed()
                 if not self._leasing:
                     raise asyncio.CancelledError from exc
                 log.warning("lease failed (%s); retrying", exc)
@@ -162,6 +171,7 @@ class PullLoop:
                 return await self.queue.emit(run.leased, event, data, final=final, seq=run.seq,
                                              runtime_s=time.monotonic() - run.began)
             except (RedisError, OSError) as exc:
+                self._redis_failed()
                 if time.monotonic() - run.renewed > self.model.queue.lease_s:
                     log.warning("giving up job %s: %s", run.leased.job.id, exc)
                     return 0
@@ -175,11 +185,19 @@ class PullLoop:
             if run.task is not None:
                 run.task.cancel()
 
+    def _redis_failed(self) -> None:
+        self._routers_trusted_at = time.monotonic() + ALIVE_TTL_S
+
+    @property
+    def _routers_trusted(self) -> bool:
+        return time.monotonic() >= self._routers_trusted_at
+
     async def _heartbeat_forever(self) -> None:
         while self._leasing or self.running:
             try:
                 await self._heartbeat()
             except (RedisError, OSError) as exc:
+                self._redis_failed()
                 log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(HEARTBEAT_S)
 
@@ -192,7 +210,7 @@ class PullLoop:
         for run, status, router_alive in zip(runs, statuses, routers, strict=True):
             if status == "ok":
                 run.renewed = now
-            if status == "ok" and not router_alive:
+            if status == "ok" and not router_alive and self._routers_trusted:
                 status = "cancel"  # its router replica is gone: nobody reads the answer
             if status != "ok":
                 await self._stop_job(run, status)

@@ -3,7 +3,9 @@
 -- (its `<inbox>:alive` key expired: nobody would receive the answer).
 -- KEYS[1] queue zset, KEYS[2] leases zset
 -- ARGV[1] job key prefix, ARGV[2] now (ms), ARGV[3] lease length (ms), ARGV[4] worker id,
--- ARGV[5] lowest priority value taken ('-inf'), ARGV[6] highest ('+inf'), ARGV[7] inbox max length
+-- ARGV[5] lowest priority value taken ('-inf'), ARGV[6] highest ('+inf'), ARGV[7] inbox max length,
+-- ARGV[8] '1' to drop jobs of gone routers, '0' when the caller cannot trust the alive keys
+-- (it just lived through a Redis outage, during which no router could refresh its key)
 -- Returns {id, body, token, attempt}, or false when nothing is leasable.
 local now = tonumber(ARGV[2])
 for _ = 1, 64 do
@@ -21,7 +23,7 @@ for _ = 1, 64 do
       -- Past its deadline while queued: never started, its caller is told.
       redis.call('XADD', job[3], 'MAXLEN', '~', ARGV[7], '*', 'rid', id, 'att', job[4], 'ev', 'timeout')
       redis.call('DEL', key)
-    elseif redis.call('EXISTS', job[3] .. ':alive') == 0 then
+    elseif ARGV[8] == '1' and redis.call('EXISTS', job[3] .. ':alive') == 0 then
       redis.call('DEL', key)
     else
       local attempt = tonumber(job[4]) + 1
