@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ray.serve import Application
+from typing import TYPE_CHECKING, Any
 
 from raylane.cluster.config import Config, PoolConfig, deployment_name, pool_name
+from raylane.cluster.placement import STRATEGY, replica_actor_resources, replica_bundles
+
+if TYPE_CHECKING:
+    from ray.serve import Application
 
 APP_NAME = "raylane"
 
@@ -23,6 +25,23 @@ def actor_options(resources: dict[str, float]) -> dict[str, Any]:
     return options
 
 
+def pool_options(pool: PoolConfig) -> dict[str, Any]:
+    """Serve deployment options that place one pool's replicas.
+
+    With `tensor_parallel` N > 1 a replica is a placement group of N bundles on one node;
+    Serve puts the replica actor in bundle 0, and the engine starts its rank workers in the
+    group (see `raylane.cluster.placement`).
+    """
+    options: dict[str, Any] = {
+        "num_replicas": _replicas(pool),
+        "ray_actor_options": actor_options(replica_actor_resources(pool)),
+    }
+    if pool.tensor_parallel > 1:
+        options["placement_group_bundles"] = replica_bundles(pool)
+        options["placement_group_strategy"] = STRATEGY
+    return options
+
+
 def build_application(config: Config, redis_url: str, prefix: str = "raylane") -> Application:
     """The whole raylane application, ready for `serve.run`."""
     from raylane.router.deployment import Router
@@ -35,8 +54,7 @@ def build_application(config: Config, redis_url: str, prefix: str = "raylane") -
             pools.append(
                 Worker.options(  # type: ignore[attr-defined]
                     name=deployment_name(model.name, name),
-                    num_replicas=_replicas(pool),
-                    ray_actor_options=actor_options(pool.resources),
+                    **pool_options(pool),
                     # Serve stops waiting for the replica's own drain a little later.
                     graceful_shutdown_timeout_s=pool.drain_s + 10,
                 ).bind(model, pool, name, redis_url, prefix)

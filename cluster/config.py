@@ -74,7 +74,11 @@ class PoolConfig(Base, kw_only=True, frozen=True):
     slots: int = 1
     """Jobs one replica runs at once; it leases only when a slot is free."""
     resources: dict[str, float] = msgspec.field(default_factory=lambda: {"CPU": 1.0})
-    """Ray resources of one replica (CPU, GPU, memory or custom)."""
+    """Ray resources of one replica (CPU, GPU, memory or custom); with `tensor_parallel`
+    above 1, of one rank."""
+    tensor_parallel: int = 1
+    """Ranks (one GPU each) one replica runs its model over. Above 1, each replica reserves
+    one placement group of `tensor_parallel` bundles of `resources`, all on one node."""
     replicas: Replicas = Replicas()
     """Replica bounds of this pool."""
     drain_s: float = 20.0
@@ -207,6 +211,7 @@ def _check_pool(pool: PoolConfig, at: str, fail: _Failer) -> None:
         fail(f"{at}.model", f"required for backend {pool.backend!r}")
     if pool.slots < 1:
         fail(f"{at}.slots", "must be at least 1")
+    _check_parallel(pool, at, fail)
     if pool.drain_s < 0:
         fail(f"{at}.drain_s", "must not be negative")
     fail.replicas(pool.replicas, f"{at}.replicas", allow_zero=True)
@@ -221,6 +226,15 @@ def _check_pool(pool: PoolConfig, at: str, fail: _Failer) -> None:
         if problem is not None:
             path, message = problem
             fail(f"{at}.options{path}", message)
+
+
+def _check_parallel(pool: PoolConfig, at: str, fail: _Failer) -> None:
+    if pool.tensor_parallel < 1:
+        fail(f"{at}.tensor_parallel", "must be at least 1")
+    if pool.tensor_parallel > 1 and not any(v > 0 for v in pool.resources.values()):
+        # Ray refuses a placement group bundle that reserves nothing.
+        fail(f"{at}.resources", "tensor_parallel above 1 needs resources for each rank "
+             "(e.g. {GPU: 1})")
 
 
 class _Failer:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from raylane.cluster.app import APP_NAME, build_application
 from raylane.cluster.config import Config
 from raylane.cluster.keys import Keys
+from raylane.cluster.placement import check_cluster
 from raylane.cluster.redis_server import RedisServer
 from raylane.cluster.weights import resolve_weights
 
@@ -62,6 +63,7 @@ class Cluster:
         self._own_ray = address is None
         ray.init(address=address, namespace="raylane", include_dashboard=False,
                  configure_logging=True, logging_level=logging.WARNING)
+        check_cluster(self.config)  # Serve would wait forever for a replica that cannot fit
 
     def _start_serve(self) -> None:
         from ray import serve
