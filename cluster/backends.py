@@ -6,7 +6,7 @@ they live here; each engine reads its own with `options_for`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -24,6 +24,9 @@ class LlamaCppOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, 
     """Layers offloaded to a GPU when llama.cpp was built with one."""
     chat_template: str | None = None
     """A Jinja chat template overriding the one in the GGUF file."""
+    embedding_pooling: Literal["mean", "cls", "last"] = "mean"
+    """How token states become one embedding vector, for models whose GGUF declares no
+    pooling of its own (embedding models declare theirs, and it wins)."""
 
 
 class SimOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -35,6 +38,8 @@ class SimOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froze
     """Context length the simulated model claims."""
     default_tokens: int = 16
     """Tokens produced when a request sets no max_tokens."""
+    embedding_dim: int = 64
+    """Length of the vectors it answers embedding requests with."""
     fail_on: str | None = None
     """Fault injection: a prompt containing this text kills the worker process, as a
     crashing engine would (for fault drills and tests of dead-lettering)."""

@@ -39,6 +39,15 @@ class TokenPrompt(msgspec.Struct, tag="tokens", frozen=True):
 Prompt = ChatPrompt | TextPrompt | TokenPrompt
 
 
+class EmbedInputs(msgspec.Struct, tag="embed", frozen=True):
+    """The inputs of an embedding request: one vector is wanted for each."""
+
+    inputs: list[TextPrompt | TokenPrompt]
+    dimensions: int | None = None
+    """The vector length the caller asked for (the model's own length is the only one
+    served)."""
+
+
 class SamplingParams(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     """What the OpenAI API lets a caller set about generation."""
 
@@ -58,8 +67,9 @@ class Job(msgspec.Struct, kw_only=True, frozen=True):
 
     id: str
     model: str
-    kind: Literal["chat", "completion"]
-    prompt: Prompt
+    kind: Literal["chat", "completion", "embedding"]
+    prompt: Prompt | EmbedInputs
+    """What to complete, or (kind `embedding`) what to embed."""
     params: SamplingParams = SamplingParams()
     priority: int = 0
     created_at: float = 0.0
@@ -106,6 +116,19 @@ class Done(msgspec.Struct, kw_only=True, frozen=True):
     """Text not yet sent in a delta (held back while a stop string was possible)."""
 
 
+class Embeddings(msgspec.Struct, kw_only=True, frozen=True):
+    """The answer to an embedding job: one vector per input, in input order."""
+
+    vectors: bytes
+    """Every vector, little-endian float32, one after another (`count` times `dim` values)."""
+    dim: int
+    prompt_tokens: int
+
+    @property
+    def count(self) -> int:
+        return len(self.vectors) // (4 * self.dim) if self.dim else 0
+
+
 class Failure(msgspec.Struct, kw_only=True, frozen=True):
     """An error a worker reports; `kind` maps to an HTTP status in the router."""
 
@@ -119,4 +142,5 @@ job_decoder = msgspec.msgpack.Decoder(Job)
 event_encoder = msgspec.json.Encoder()
 delta_decoder = msgspec.json.Decoder(Delta)
 done_decoder = msgspec.json.Decoder(Done)
+embeddings_decoder = msgspec.json.Decoder(Embeddings)
 failure_decoder = msgspec.json.Decoder(Failure)

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import msgspec
 
-from raylane.cluster.errors import JobLost, RaylaneError
-from raylane.cluster.messages import Delta, Done, Job
+from raylane.cluster.errors import EngineError, JobLost, RaylaneError
+from raylane.cluster.messages import Delta, Done, Embeddings, Job
 from raylane.router.errors import error_body
 from raylane.router.jobs import JobEvent, JobRunner, Restart
 
@@ -84,8 +84,9 @@ class Generation:
     async def collect(self) -> dict:
         """Wait for every choice and build the whole response."""
         choices = [_Choice() for _ in self.jobs]
-        async for index, event in self.runner.run(self.jobs, max_depth=self.max_depth):
+        async for index, job_event in self.runner.run(self.jobs, max_depth=self.max_depth):
             choice = choices[index]
+            event = _text_only(job_event)
             if isinstance(event, Restart):
                 choice.text.clear()  # nothing reached the client: retry transparently
             elif isinstance(event, Delta):
@@ -128,8 +129,9 @@ class Generation:
             yield _event(body)
         yield b"data: [DONE]\n\n"
 
-    def _chunks(self, choices: list[_Choice], index: int, event: JobEvent) -> list[bytes]:
+    def _chunks(self, choices: list[_Choice], index: int, job_event: JobEvent) -> list[bytes]:
         choice = choices[index]
+        event = _text_only(job_event)
         if isinstance(event, Restart):
             if any(choice.text):
                 raise JobLost(
@@ -161,6 +163,12 @@ class Generation:
     def _head(self, object_name: str) -> dict[str, Any]:
         return {"id": self.request_id, "object": object_name, "created": self.created,
                 "model": self.model, "system_fingerprint": None}
+
+
+def _text_only(event: JobEvent) -> Delta | Done | Restart:
+    if isinstance(event, Embeddings):  # a worker out of step with this router's contract
+        raise EngineError("A worker answered a completion request with embeddings.")
+    return event
 
 
 def _finish(choice: _Choice) -> str:

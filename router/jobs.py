@@ -30,10 +30,12 @@ from raylane.cluster.errors import (
 from raylane.cluster.messages import (
     Delta,
     Done,
+    Embeddings,
     Failure,
     Job,
     delta_decoder,
     done_decoder,
+    embeddings_decoder,
     failure_decoder,
 )
 from raylane.cluster.queue import JobQueue
@@ -48,7 +50,9 @@ class Restart:
     attempt: int
 
 
-JobEvent = Delta | Done | Restart
+JobEvent = Delta | Done | Embeddings | Restart
+"""What a job's events come to: text, its end (`Done`, or `Embeddings` for an embedding
+job), or a restart."""
 
 
 class JobRunner:
@@ -63,7 +67,7 @@ class JobRunner:
     async def run(
         self, jobs: Sequence[Job], *, max_depth: int
     ) -> AsyncGenerator[tuple[int, JobEvent], None]:
-        """Enqueue `jobs` and yield (index, event) until each has its Done."""
+        """Enqueue `jobs` and yield (index, event) until each has its Done (or Embeddings)."""
         self.ready()
         waiters = [self.inbox.register(job.id) for job in jobs]
         pending = set(range(len(jobs)))
@@ -75,7 +79,7 @@ class JobRunner:
                 raise ServiceUnavailable(f"The queue is unreachable: {exc}") from exc
             streams = [_follow(job, waiter) for job, waiter in zip(jobs, waiters, strict=True)]
             async for index, event in _merge(streams):
-                if isinstance(event, Done):
+                if isinstance(event, Done | Embeddings):
                     pending.discard(index)
                 yield index, event
         finally:
@@ -83,6 +87,14 @@ class JobRunner:
                 self.inbox.unregister(job.id)
             if pending:
                 await _cancel_quietly(self.queue, [jobs[i].id for i in pending])
+
+
+    async def result(self, job: Job, *, max_depth: int) -> Embeddings:
+        """Run one job whose answer comes whole (an embedding job) and return it."""
+        async for _, event in self.run([job], max_depth=max_depth):
+            if isinstance(event, Embeddings):
+                return event
+        raise JobLost("The job ended without an answer.")
 
 
 async def _follow(job: Job, waiter: asyncio.Queue[InboxEvent]) -> AsyncIterator[JobEvent]:
@@ -103,7 +115,8 @@ async def _follow(job: Job, waiter: asyncio.Queue[InboxEvent]) -> AsyncIterator[
         elif event.name == "delta":
             yield delta_decoder.decode(event.data)
         elif event.name == "done":
-            yield done_decoder.decode(event.data)
+            embedding = job.kind == "embedding"
+            yield (embeddings_decoder if embedding else done_decoder).decode(event.data)
             return
         elif event.name == "requeued":
             started = False

@@ -23,7 +23,12 @@ from msgspec import Meta
 
 from raylane.router import schemas
 from raylane.router.admission import MAX_TIMEOUT_S
-from raylane.router.protocol import ChatCompletionRequest, CompletionRequest, Priority
+from raylane.router.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    Priority,
+)
 
 JSON = "application/json"
 SSE = "text/event-stream"
@@ -73,6 +78,9 @@ OPERATIONS = (
     Operation("post", "/v1/completions", "createCompletion",
               "Complete one or more prompts.", schemas.TextCompletion, GENERATION_ERRORS,
               body=CompletionRequest, chunk=schemas.TextCompletionChunk),
+    Operation("post", "/v1/embeddings", "createEmbedding",
+              "Embed one or more inputs.", schemas.EmbeddingList, GENERATION_ERRORS,
+              body=EmbeddingRequest),
     Operation("get", "/v1/models", "listModels",
               "List the served models and their aliases.", schemas.ModelList, (500,)),
     Operation("get", "/v1/models/{model}", "retrieveModel",

@@ -101,3 +101,21 @@ class CompletionRequest(Sampling, kw_only=True):
     logprobs: int | None = None
     best_of: int | None = None
     suffix: str | None = None
+
+
+EmbeddingInput = Annotated[str, Meta(min_length=1)] | Annotated[
+    list[Annotated[str, Meta(min_length=1)] | Int64 | Annotated[list[Int64], Meta(min_length=1)]],
+    Meta(min_length=1, max_length=2048),
+]
+"""A string, strings, token ids, or lists of token ids (one vector each), as OpenAI takes;
+none empty, at most 2048 inputs."""
+
+
+class EmbeddingRequest(Strict, kw_only=True):
+    model: str
+    input: EmbeddingInput
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: Annotated[int, Meta(ge=1, le=65536)] | None = None
+    user: str | None = None
+    priority: Priority | None = None
+    """vLLM's extension: lower is more urgent."""

@@ -11,6 +11,7 @@ import msgspec
 from raylane.cluster.errors import InvalidRequest
 from raylane.cluster.messages import (
     ChatPrompt,
+    EmbedInputs,
     Job,
     Message,
     Prompt,
@@ -20,7 +21,12 @@ from raylane.cluster.messages import (
 )
 from raylane.router.admission import Ticket
 from raylane.router.errors import invalid_body
-from raylane.router.protocol import ChatCompletionRequest, CompletionRequest, Sampling
+from raylane.router.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    Sampling,
+)
 
 T = TypeVar("T")
 
@@ -77,24 +83,33 @@ def completion_jobs(req: CompletionRequest, ticket: Ticket, reply_to: str) -> li
     return [_job(ticket, "completion", p, params, reply_to) for p in prompts]
 
 
-def _prompts(prompt: str | list[str | int | list[int]]) -> list[Prompt]:
+def embedding_job(req: EmbeddingRequest, ticket: Ticket, reply_to: str) -> Job:
+    """One job for all the inputs of an embedding request (the engine batches them)."""
+    inputs = _prompts(req.input, "input")
+    work = EmbedInputs(inputs=inputs, dimensions=req.dimensions)
+    return _job(ticket, "embedding", work, SamplingParams(), reply_to)
+
+
+def _prompts(prompt: str | list[str | int | list[int]], param: str = "prompt"
+             ) -> list[TextPrompt | TokenPrompt]:
     if isinstance(prompt, str):
         return [TextPrompt(prompt)]
     if not prompt:
-        raise InvalidRequest("prompt must not be empty.", param="prompt")
+        raise InvalidRequest(f"{param} must not be empty.", param=param)
     if all(isinstance(p, str) for p in prompt):
         return [TextPrompt(p) for p in prompt]  # type: ignore[arg-type]
     if all(isinstance(p, int) for p in prompt):
         return [TokenPrompt(list(prompt))]  # type: ignore[arg-type]
     if not all(isinstance(p, list) for p in prompt):
-        raise InvalidRequest("prompt must be a string, a list of strings, a list of token ids "
-                             "or a list of lists of token ids, not a mix.", param="prompt")
+        raise InvalidRequest(f"{param} must be a string, a list of strings, a list of token ids "
+                             "or a list of lists of token ids, not a mix.", param=param)
     if any(not p for p in prompt):
-        raise InvalidRequest("A token prompt must not be empty.", param="prompt")
+        raise InvalidRequest(f"A token {param} must not be empty.", param=param)
     return [TokenPrompt(list(p)) for p in prompt]  # type: ignore[arg-type]
 
 
-def _job(ticket: Ticket, kind: str, prompt: Prompt, params: SamplingParams, reply: str) -> Job:
+def _job(ticket: Ticket, kind: str, prompt: Prompt | EmbedInputs, params: SamplingParams,
+         reply: str) -> Job:
     return Job(
         id=uuid.uuid4().hex,
         model=ticket.model.name,

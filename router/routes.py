@@ -9,9 +9,16 @@ from starlette.responses import Response, StreamingResponse
 from raylane.cluster.errors import PayloadTooLarge, ServiceUnavailable
 from raylane.router import models
 from raylane.router.admission import admit
+from raylane.router.embeddings import embedding_response
 from raylane.router.generation import ChatShape, CompletionShape, Generation, Shape
-from raylane.router.protocol import ChatCompletionRequest, CompletionRequest
-from raylane.router.requests import chat_jobs, completion_jobs, decode, header_map
+from raylane.router.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from raylane.router.requests import (
+    chat_jobs,
+    completion_jobs,
+    decode,
+    embedding_job,
+    header_map,
+)
 from raylane.router.state import RouterState
 from raylane.router.status import cluster_status
 
@@ -67,6 +74,18 @@ async def completions(request: Request) -> Response:
     usage = bool(req.stream_options and req.stream_options.include_usage)
     generation = _generation(state, jobs, CompletionShape(), ticket, usage)
     return await _answer(state, generation, req.stream)
+
+
+@api.post("/v1/embeddings")
+async def embeddings(request: Request) -> Response:
+    state = _state(request)
+    req = decode(await _body(request, state), EmbeddingRequest)
+    ticket = admit(state.config, req.model, req.priority, header_map(request.headers),
+                   "embedding")
+    job = embedding_job(req, ticket, state.reply_to)
+    result = await state.runner.result(job, max_depth=ticket.model.queue.max_depth)
+    return models.json_response(embedding_response(result, ticket.model.name,
+                                                   req.encoding_format))
 
 
 @api.get("/v1/models")

@@ -126,6 +126,28 @@ class TextCompletionChunk(Closed, kw_only=True):
     usage: Usage | UnsetType | None = UNSET
 
 
+class EmbeddingObject(Closed, kw_only=True):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str
+    """The vector: numbers, or (`encoding_format: base64`) its little-endian float32 bytes
+    in base64."""
+
+
+class EmbeddingUsage(Closed, kw_only=True):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(Closed, kw_only=True):
+    """The embeddings of every input, in input order."""
+
+    object: Literal["list"]
+    data: list[EmbeddingObject]
+    model: str
+    usage: EmbeddingUsage
+
+
 class ModelCard(Closed, kw_only=True):
     """A served name: a model, or an alias of one (`root` names the model)."""
 

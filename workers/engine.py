@@ -1,9 +1,10 @@
 """The narrow interface every inference engine adapter implements.
 
-An engine turns one prompt into a stream of `Delta`s ending in one `Done`, and
-raises a `raylane.cluster.errors` exception for a request it cannot serve. It
-owns its concurrency: `slots` generations may run at once. It must never block
-the event loop it is called on; blocking work goes to threads or processes.
+An engine turns one prompt into a stream of `Delta`s ending in one `Done`, or a
+list of inputs into their embedding vectors, and raises a `raylane.cluster.errors`
+exception for a request it cannot serve. It owns its concurrency: `slots`
+generations may run at once. It must never block the event loop it is called on;
+blocking work goes to threads or processes.
 
 Adapters: `llamacpp.LlamaCppEngine` (GGUF on CPU) and `sim.SimEngine` (a
 deterministic synthetic engine for load tests, the fake of this interface).
@@ -11,10 +12,20 @@ deterministic synthetic engine for load tests, the fake of this interface).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import sys
+from array import array
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-from raylane.cluster.messages import Delta, Done, Prompt, SamplingParams
+from raylane.cluster.messages import (
+    Delta,
+    Done,
+    Embeddings,
+    Prompt,
+    SamplingParams,
+    TextPrompt,
+    TokenPrompt,
+)
 
 
 class Engine(Protocol):
@@ -29,6 +40,11 @@ class Engine(Protocol):
     ) -> AsyncIterator[Delta | Done]:
         """Complete `prompt`: deltas of text, then exactly one Done."""
 
+    async def embed(
+        self, request_id: str, inputs: list[TextPrompt | TokenPrompt]
+    ) -> Embeddings:
+        """One normalised vector per input; raises InvalidRequest if the model has none."""
+
     async def abort(self, request_id: str) -> None:
         """Stop a running generation soon (its iterator then ends without Done)."""
 
@@ -37,3 +53,14 @@ class Engine(Protocol):
 
     async def close(self) -> None:
         """Free the engine's resources."""
+
+
+def pack(vectors: Sequence[Sequence[float]], prompt_tokens: int) -> Embeddings:
+    """Vectors of one length as an `Embeddings` answer (float32, little-endian)."""
+    dim = len(vectors[0]) if vectors else 0
+    values = array("f")
+    for vector in vectors:
+        values.extend(vector)
+    if sys.byteorder == "big":
+        values.byteswap()
+    return Embeddings(vectors=values.tobytes(), dim=dim, prompt_tokens=prompt_tokens)

@@ -24,7 +24,17 @@ from typing import Any, Literal
 
 from raylane.cluster.backends import LlamaCppOptions
 from raylane.cluster.errors import EngineError, InvalidRequest
-from raylane.cluster.messages import ChatPrompt, Delta, Done, Prompt, SamplingParams, TextPrompt
+from raylane.cluster.messages import (
+    ChatPrompt,
+    Delta,
+    Done,
+    Embeddings,
+    Prompt,
+    SamplingParams,
+    TextPrompt,
+    TokenPrompt,
+)
+from raylane.workers.llamacpp_embed import LlamaEmbedder
 from raylane.workers.prompts import completion_budget
 from raylane.workers.stops import StopMatcher
 
@@ -51,6 +61,7 @@ class LlamaCppEngine:
         self._cancels: dict[str, threading.Event] = {}
         self._template: Any = None
         self._instances: list[Any] = []
+        self._embedder = LlamaEmbedder(weights, options)
         self._started = False
 
     async def start(self) -> None:
@@ -123,6 +134,11 @@ class LlamaCppEngine:
             raise InvalidRequest(f"Token ids must lie in [0, {vocab}).", param="prompt")
         return list(prompt.tokens)
 
+    async def embed(
+        self, request_id: str, inputs: list[TextPrompt | TokenPrompt]
+    ) -> Embeddings:
+        return await self._embedder.embed(inputs)
+
     async def abort(self, request_id: str) -> None:
         cancel = self._cancels.get(request_id)
         if cancel is not None:
@@ -136,6 +152,7 @@ class LlamaCppEngine:
         for cancel in self._cancels.values():
             cancel.set()
         self._threads.shutdown(wait=True)
+        self._embedder.close()
         for llm in self._instances:
             llm.close()
         self._instances = []

@@ -28,7 +28,14 @@ from redis.exceptions import RedisError
 
 from raylane.cluster.config import ModelConfig, PoolConfig
 from raylane.cluster.errors import ContextLengthExceeded, InvalidRequest
-from raylane.cluster.messages import Done, Event, Failure, LeasedJob, event_encoder
+from raylane.cluster.messages import (
+    Done,
+    EmbedInputs,
+    Event,
+    Failure,
+    LeasedJob,
+    event_encoder,
+)
 from raylane.cluster.queue import ALIVE_TTL_S, JobQueue
 from raylane.cluster.registry import WorkerBeat, announce, retire
 from raylane.workers.engine import Engine
@@ -144,6 +151,9 @@ class PullLoop:
 
     async def _generate(self, run: Running) -> None:
         job = run.leased.job
+        if isinstance(job.prompt, EmbedInputs):
+            await self._embed(run, job.prompt)
+            return
         stream = self.engine.generate(job.id, job.prompt, job.params)
         async with contextlib.aclosing(stream):  # type: ignore[type-var]
             async for item in stream:
@@ -157,6 +167,14 @@ class PullLoop:
                 if status == 2:
                     run.stop = "cancel"
                     return
+
+    async def _embed(self, run: Running, work: EmbedInputs) -> None:
+        embeddings = await self.engine.embed(run.leased.job.id, work.inputs)
+        if work.dimensions is not None and work.dimensions != embeddings.dim:
+            raise InvalidRequest(
+                f"This model's embeddings have {embeddings.dim} dimensions; it cannot make "
+                f"{work.dimensions}.", param="dimensions")
+        await self._emit(run, Event.DONE, event_encoder.encode(embeddings), final=True)
 
     async def _emit(self, run: Running, event: Event, data: bytes, final: bool = False) -> int:
         """Send one event, retrying through Redis hiccups while the lease can still hold.

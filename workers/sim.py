@@ -7,18 +7,33 @@ of the Engine interface, never a stand-in for testing the real engines.
 Its "tokens" are whitespace-separated words. It answers by cycling through the
 words of the prompt's last message, so every answer can be traced back to the
 request it belongs to. It honours max_tokens, stop strings and the context length.
+Its embeddings are unit vectors derived from the input's words: the same text always
+gets the same vector, and texts sharing words get similar ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
 import os
 import time
 from collections.abc import AsyncIterator
 from typing import Literal
 
 from raylane.cluster.backends import SimOptions
-from raylane.cluster.messages import ChatPrompt, Delta, Done, Prompt, SamplingParams
+from raylane.cluster.errors import ContextLengthExceeded
+from raylane.cluster.messages import (
+    ChatPrompt,
+    Delta,
+    Done,
+    Embeddings,
+    Prompt,
+    SamplingParams,
+    TextPrompt,
+    TokenPrompt,
+)
+from raylane.workers.engine import pack
 from raylane.workers.prompts import completion_budget, plain_text
 from raylane.workers.stops import StopMatcher
 
@@ -66,6 +81,21 @@ class SimEngine:
         finally:
             self._aborted.discard(request_id)
 
+    async def embed(
+        self, request_id: str, inputs: list[TextPrompt | TokenPrompt]
+    ) -> Embeddings:
+        vectors = []
+        tokens = 0
+        for item in inputs:
+            words = plain_text(item).split()
+            if len(words) > self.context_length:
+                raise ContextLengthExceeded(
+                    f"This model's maximum context length is {self.context_length} tokens, "
+                    f"but an input has {len(words)}.", param="input")
+            tokens += len(words)
+            vectors.append(_word_vector(words, self.options.embedding_dim))
+        return pack(vectors, tokens)
+
     async def abort(self, request_id: str) -> None:
         self._aborted.add(request_id)
 
@@ -82,6 +112,19 @@ def _answer_words(prompt: Prompt) -> list[str]:
     else:
         words = plain_text(prompt).split()
     return words or FILLER
+
+
+def _word_vector(words: list[str], dim: int) -> list[float]:
+    """The normalised sum of one pseudo-random vector per word (by its hash)."""
+    total = [0.0] * dim
+    for word in words or [""]:
+        seed = hashlib.blake2b(word.encode(), digest_size=8).digest()
+        state = int.from_bytes(seed, "little") or 1
+        for i in range(dim):
+            state = (state * 6364136223846793005 + 1442695040888963407) % 2**64
+            total[i] += (state >> 11) / 2**53 - 0.5
+    norm = math.sqrt(sum(v * v for v in total)) or 1.0
+    return [v / norm for v in total]
 
 
 async def _sleep_until(when: float) -> None:

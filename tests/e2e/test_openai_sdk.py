@@ -175,3 +175,34 @@ def test_oversized_body_is_413_and_nothing_is_queued(cluster: Running) -> None:
     assert response.json()["error"]["code"] == "payload_too_large"
     model = next(m for m in cluster.status()["models"] if m["name"] == MODEL)
     assert model["queue"]["depth"] == 0 and model["queue"]["running"] == 0
+
+
+def test_embeddings_in_both_encodings_from_the_sdk(client: openai.OpenAI) -> None:
+    texts = ["The cat sat on the mat.", "A cat was sitting on a mat.",
+             "Quarterly revenue grew by ten percent."]
+    # The SDK asks for base64 by default and decodes it; floats must be the same numbers.
+    packed = client.embeddings.create(model=MODEL, input=texts)
+    plain = client.embeddings.create(model="gpt-4o-mini", input=texts, encoding_format="float")
+    assert packed.model == plain.model == MODEL
+    assert [d.index for d in packed.data] == [0, 1, 2]
+    for a, b in zip(packed.data, plain.data, strict=True):
+        assert len(a.embedding) == 576
+        assert a.embedding == pytest.approx(b.embedding, abs=1e-6)
+    cat, kitten, revenue = (d.embedding for d in plain.data)
+    dot = lambda x, y: sum(p * q for p, q in zip(x, y, strict=True))  # noqa: E731
+    assert dot(cat, cat) == pytest.approx(1.0, abs=1e-4)
+    assert dot(cat, kitten) > dot(cat, revenue)
+    assert packed.usage.prompt_tokens == packed.usage.total_tokens > len(texts)
+
+
+def test_embeddings_of_token_ids_and_refusals(client: openai.OpenAI) -> None:
+    one = client.embeddings.create(model=MODEL, input=[[1, 504, 2354]], encoding_format="float")
+    assert one.usage.prompt_tokens == 3 and len(one.data) == 1
+    with pytest.raises(openai.BadRequestError) as error:
+        client.embeddings.create(model=MODEL, input="hi", dimensions=64)
+    assert error.value.body["param"] == "dimensions" and "576" in error.value.message
+    with pytest.raises(openai.BadRequestError) as error:
+        client.embeddings.create(model=MODEL, input=["fine", ""])
+    assert error.value.body["param"] == "input[1]"
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="text-embedding-3-small", input="hi")

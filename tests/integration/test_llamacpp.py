@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from array import array
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 
 from raylane.cluster.backends import LlamaCppOptions
-from raylane.cluster.errors import ContextLengthExceeded
+from raylane.cluster.errors import ContextLengthExceeded, InvalidRequest
 from raylane.cluster.messages import (
     ChatPrompt,
     Delta,
     Done,
+    Embeddings,
     Message,
     Prompt,
     SamplingParams,
@@ -181,3 +183,54 @@ async def test_abort_stops_generation_and_frees_the_slot(engine: LlamaCppEngine)
     assert time.monotonic() - started < 5
     _, done = await generate(engine, TextPrompt("Hi"), max_tokens=2)  # slots are free again
     assert done.completion_tokens == 2
+
+
+def vectors(result: Embeddings) -> list[list[float]]:
+    values = array("f", result.vectors)
+    return [list(values[i * result.dim:(i + 1) * result.dim]) for i in range(result.count)]
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+async def test_embeddings_are_unit_vectors_that_place_like_texts_together(
+    engine: LlamaCppEngine,
+) -> None:
+    texts = ["The cat sat on the mat.", "A cat was sitting on a mat.",
+             "Quarterly revenue grew by ten percent."]
+    result = await engine.embed("e", [TextPrompt(t) for t in texts])
+    cat, kitten, revenue = vectors(result)
+    assert result.dim == 576 and result.count == 3  # SmolLM2-135M's hidden size
+    assert cosine(cat, cat) == pytest.approx(1.0, abs=1e-4)
+    assert cosine(cat, kitten) > cosine(cat, revenue) + 0.1
+    assert cosine(kitten, cat) > cosine(kitten, revenue) + 0.1
+
+
+async def test_token_inputs_embed_like_their_text_and_usage_counts_them(
+    engine: LlamaCppEngine,
+) -> None:
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(engine.weights), n_ctx=64, verbose=False, vocab_only=True)
+    tokens = llm.tokenize(b"The cat sat on the mat.", add_bos=True, special=False)
+    by_text = await engine.embed("t", [TextPrompt("The cat sat on the mat.")])
+    by_tokens = await engine.embed("k", [TokenPrompt(tokens)])
+    assert by_text.prompt_tokens == by_tokens.prompt_tokens == len(tokens)
+    assert vectors(by_text)[0] == pytest.approx(vectors(by_tokens)[0], abs=1e-5)
+
+
+async def test_embedding_inputs_longer_than_the_context_are_refused(
+    engine: LlamaCppEngine,
+) -> None:
+    with pytest.raises(ContextLengthExceeded):
+        await engine.embed("long", [TokenPrompt([100] * 600)])
+    with pytest.raises(InvalidRequest):
+        await engine.embed("bad", [TokenPrompt([10**9])])
+
+
+async def test_embeddings_leave_generation_working(engine: LlamaCppEngine) -> None:
+    before, _ = await generate(engine, chat("Name three colors."), temperature=0, max_tokens=12)
+    await engine.embed("between", [TextPrompt("some text")])
+    after, _ = await generate(engine, chat("Name three colors."), temperature=0, max_tokens=12)
+    assert after == before

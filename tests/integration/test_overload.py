@@ -64,5 +64,6 @@ async def test_overload_is_refused_up_front_and_admitted_requests_meet_deadlines
     assert len(refused) + len(served) + len(timeouts) == len(outcomes)
     assert len(timeouts) <= 0.02 * len(outcomes)
     assert all(latency <= DEADLINE_S for _, latency, _ in served)
-    assert all(latency < 0.1 for _, latency, _ in refused)  # refused at once
+    # Refused at admission, not after waiting (the margin allows for a busy machine).
+    assert all(latency < 0.5 for _, latency, _ in refused)
     assert all(retry >= 1 for _, _, retry in refused)

@@ -8,10 +8,10 @@ import pytest
 
 from raylane.cluster.config import Config, ModelConfig, PoolConfig, QueueConfig
 from raylane.cluster.errors import InvalidRequest, ModelNotFound
-from raylane.cluster.messages import ChatPrompt, TextPrompt, TokenPrompt
+from raylane.cluster.messages import ChatPrompt, EmbedInputs, TextPrompt, TokenPrompt
 from raylane.router.admission import admit
-from raylane.router.protocol import ChatCompletionRequest, CompletionRequest
-from raylane.router.requests import chat_jobs, completion_jobs, decode
+from raylane.router.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from raylane.router.requests import chat_jobs, completion_jobs, decode, embedding_job
 
 CONFIG = Config(models=[ModelConfig(
     name="m", aliases=["alias"], queue=QueueConfig(timeout_s=20, default_priority=4),
@@ -148,3 +148,49 @@ def test_a_models_max_tokens_cap_refuses_more_and_limits_the_default() -> None:
     assert error.value.param == "max_tokens"
     (job,) = chat_jobs(decode(chat(), ChatCompletionRequest), ticket, "inbox")
     assert (job.params.max_tokens, job.params.limit) == (None, 50)
+
+
+def embedding(**fields: object) -> bytes:
+    return json.dumps({"model": "m", **fields}).encode()
+
+
+@pytest.mark.parametrize(
+    ("input_", "expected"),
+    [
+        ("one", [TextPrompt("one")]),
+        (["one", "two"], [TextPrompt("one"), TextPrompt("two")]),
+        ([5, 6], [TokenPrompt([5, 6])]),
+        ([[5], [6, 7]], [TokenPrompt([5]), TokenPrompt([6, 7])]),
+    ],
+)
+def test_embedding_inputs_in_every_openai_form(input_: object, expected: list) -> None:
+    req = decode(embedding(input=input_, dimensions=64), EmbeddingRequest)
+    job = embedding_job(req, admit(CONFIG, "m", None, {}, "embedding"), "inbox")
+    assert job.kind == "embedding"
+    assert job.prompt == EmbedInputs(inputs=expected, dimensions=64)
+    assert job.priority == 4
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"input": ""}, "input"),
+        ({"input": []}, "input"),
+        ({"input": ["fine", ""]}, "input[1]"),
+        ({"input": [[1], []]}, "input[1]"),
+        ({"input": ["x"] * 2049}, "input"),
+        ({"input": "x", "encoding_format": "float16"}, "encoding_format"),
+        ({"input": "x", "dimensions": 0}, "dimensions"),
+        ({"input": "x", "extra": 1}, "extra"),
+        ({}, "input"),
+    ],
+)
+def test_bad_embedding_requests_are_named(fields: dict, param: str) -> None:
+    assert refusal(embedding(**fields), EmbeddingRequest).param == param
+
+
+def test_mixed_embedding_inputs_are_refused() -> None:
+    req = decode(embedding(input=["text", 5]), EmbeddingRequest)
+    with pytest.raises(InvalidRequest, match="not a mix") as error:
+        embedding_job(req, admit(CONFIG, "m", None, {}, "embedding"), "inbox")
+    assert error.value.param == "input"

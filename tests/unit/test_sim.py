@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from array import array
 
 import pytest
 
@@ -68,3 +69,22 @@ async def test_a_cap_limits_a_request_without_max_tokens() -> None:
     engine = SimEngine(SimOptions(tokens_per_s=1000, default_tokens=100))
     _, done = await run(engine, chat("w"), limit=3)
     assert (done.completion_tokens, done.finish_reason) == (3, "length")
+
+
+async def test_embeddings_are_unit_vectors_that_follow_the_words() -> None:
+    engine = SimEngine(SimOptions(embedding_dim=32))
+    inputs = [TextPrompt("red apple pie"), TextPrompt("red apple tart"), TextPrompt("tax law"),
+              TextPrompt("red apple pie")]
+    result = await engine.embed("r", inputs)
+    assert (result.dim, result.count, result.prompt_tokens) == (32, 4, 11)
+    values = array("f", result.vectors)
+    a, b, c, again = (values[i * 32:(i + 1) * 32] for i in range(4))
+    dot = lambda x, y: sum(p * q for p, q in zip(x, y, strict=True))  # noqa: E731
+    assert dot(a, a) == pytest.approx(1.0, abs=1e-5)
+    assert list(a) == list(again)
+    assert dot(a, b) > 0.5 > dot(a, c)
+
+
+async def test_an_embedding_input_longer_than_the_context_is_refused() -> None:
+    with pytest.raises(ContextLengthExceeded):
+        await SimEngine(SimOptions(n_ctx=3)).embed("r", [TextPrompt("one two three four")])
