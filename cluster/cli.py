@@ -96,7 +96,8 @@ def render_status(status: dict[str, Any]) -> str:
             weights = f", {pool['model']}" if pool["model"] else ""
             lines.append(f"  pool {pool['name']} ({pool['backend']}{weights}): "
                          f"{replicas['live']} live replicas [min {replicas['min']}, "
-                         f"max {replicas['max']}], {pool['busy']}/{pool['slots']} slots busy")
+                         f"max {replicas['max']}], {pool['busy']}/{pool['slots']} slots busy"
+                         + (f", {pool['queued']} routed jobs queued" if pool["queued"] else ""))
     return "\n".join(lines)
 
 

@@ -86,6 +86,10 @@ class PoolConfig(Base, kw_only=True, frozen=True):
     back to the queue for another replica."""
     priorities: tuple[int | None, int | None] = (None, None)
     """Inclusive priority range the pool takes (null = unbounded on that side)."""
+    overflow: bool = False
+    """Take only the jobs the router sends this pool because the model's shared queue
+    would make them miss their deadline (e.g. a CPU pool beside a GPU pool), never
+    from the shared queue itself."""
 
 
 class ModelConfig(Base, kw_only=True, frozen=True):
@@ -186,6 +190,9 @@ def _check(config: Config, text: str, source: str) -> None:
             fail(f"{at}.max_tokens", "must be at least 1")
         if not model.pools:
             fail(f"{at}.pools", "a model needs at least one pool")
+        if model.pools and all(pool.overflow for pool in model.pools):
+            fail(f"{at}.pools", "at least one pool must take from the shared queue "
+                 "(overflow: false)")
         seen: set[str] = set()
         for p, pool in enumerate(model.pools):
             where = f"{at}.pools[{p}]"

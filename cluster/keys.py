@@ -14,9 +14,10 @@ from dataclasses import dataclass
 class Keys:
     prefix: str = "raylane"
 
-    def queue(self, model: str) -> str:
-        """Sorted set of queued job members (score = priority, FIFO by member)."""
-        return f"{self.prefix}:q:{model}"
+    def queue(self, model: str, pool: str | None = None) -> str:
+        """Sorted set of queued job members (score = priority, FIFO by member): the model's
+        shared queue, or the queue of jobs the router sent to one of its pools."""
+        return f"{self.prefix}:q:{model}" if pool is None else f"{self.prefix}:q:{model}@{pool}"
 
     def leases(self, model: str) -> str:
         """Sorted set of leased job ids, scored by lease expiry (ms)."""
@@ -55,13 +56,19 @@ class Keys:
         """Set while the router replica owning `inbox` lives (Lua derives it the same way)."""
         return f"{inbox}:alive"
 
-    def done(self, model: str, bucket: int) -> str:
-        """Jobs of `model` finished in one second (`bucket` = epoch second): the drain rate."""
-        return f"{self.prefix}:done:{model}:{bucket}"
+    def done(self, model: str, bucket: int, pool: str | None = None) -> str:
+        """Jobs of `model` (or of one of its pools) finished in one second (`bucket` = epoch
+        second): the drain rate."""
+        return f"{self.prefix}:done:{self._of(model, pool)}:{bucket}"
 
-    def busy(self, model: str, bucket: int) -> str:
-        """Milliseconds of work in the jobs of `model` finished in one second (service time)."""
-        return f"{self.prefix}:busy:{model}:{bucket}"
+    def busy(self, model: str, bucket: int, pool: str | None = None) -> str:
+        """Milliseconds of work in the jobs of `model` (or of one of its pools) finished in
+        one second: the service time."""
+        return f"{self.prefix}:busy:{self._of(model, pool)}:{bucket}"
+
+    @staticmethod
+    def _of(model: str, pool: str | None) -> str:
+        return model if pool is None else f"{model}@{pool}"
 
     def workers(self, model: str) -> str:
         """Hash of worker replica id -> its last heartbeat (JSON)."""

@@ -114,6 +114,8 @@ class Done(msgspec.Struct, kw_only=True, frozen=True):
     completion_tokens: int
     text: str = ""
     """Text not yet sent in a delta (held back while a stop string was possible)."""
+    worker: str = ""
+    """The worker replica that generated the answer (`<pool>@<host>:<pid>:<tag>`)."""
 
 
 class Embeddings(msgspec.Struct, kw_only=True, frozen=True):

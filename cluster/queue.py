@@ -6,7 +6,9 @@ module), so a job is in exactly one place at a time: queued, leased, or gone.
 
 Per model:
 - queued jobs sit in a sorted set scored by priority (lower first) with members
-  that sort FIFO within a priority;
+  that sort FIFO within a priority: the model's shared queue, which its pools
+  drain together, or the own queue of one pool, for a job the router sent there
+  because the shared queue would make it miss its deadline;
 - a worker leases one job per free slot; the lease expires unless renewed, and a
   lapsed lease puts the job back in its old place with attempt + 1, up to
   `max_attempts`, after which it is dead-lettered;
@@ -74,15 +76,19 @@ class JobQueue:
             for name in ("enqueue", "lease", "renew", "emit", "reap", "cancel", "release")
         }
 
-    async def enqueue(self, jobs: Sequence[Job], *, max_depth: int) -> Admission:
-        """Queue `jobs` (all of one model) atomically, or raise QueueFull."""
+    async def enqueue(self, jobs: Sequence[Job], *, max_depth: int,
+                      pool: str | None = None) -> Admission:
+        """Queue `jobs` (all of one model) atomically, or raise QueueFull.
+
+        They go to the model's shared queue, or to `pool`'s own queue.
+        """
         model = jobs[0].model
         args: list[str | bytes | int] = [self.keys.job_prefix, max_depth, JOB_GRACE_MS, len(jobs),
                                          int(ALIVE_TTL_S * 1000)]
         for job in jobs:
             args += [job.id, job.priority, int(job.deadline * 1000), job.reply_to,
                      job_encoder.encode(job)]
-        keys = [self.keys.queue(model), self.keys.wake(model), self.keys.seq()]
+        keys = [self.keys.queue(model, pool), self.keys.wake(model), self.keys.seq()]
         admitted, depth = await self._scripts["enqueue"](keys=keys, args=args)
         if not admitted:
             retry = await self.retry_after(model, depth)
@@ -101,8 +107,11 @@ class JobQueue:
         lease_s: float,
         priorities: tuple[int | None, int | None] = (None, None),
         check_routers: bool = True,
+        pool: str = "",
+        shared: bool = True,
     ) -> LeasedJob | None:
-        """Claim the most urgent queued job in the priority range, if any.
+        """Claim the most urgent queued job in the priority range, if any, from `pool`'s own
+        queue and (with `shared`) the model's shared queue.
 
         With `check_routers`, queued jobs whose router replica is gone are dropped on
         the way; without it (the caller cannot trust the routers' alive keys), they are
@@ -111,10 +120,9 @@ class JobQueue:
         low, high = priorities
         args: list[Any] = [self.keys.job_prefix, now_ms(), int(lease_s * 1000), worker,
                 "-inf" if low is None else low, "+inf" if high is None else high, INBOX_MAXLEN,
-                "1" if check_routers else "0"]
-        found = await self._scripts["lease"](
-            keys=[self.keys.queue(model), self.keys.leases(model)], args=args
-        )
+                "1" if check_routers else "0", "1" if shared else "0"]
+        keys = [self.keys.queue(model), self.keys.leases(model), self.keys.queue(model, pool)]
+        found = await self._scripts["lease"](keys=keys, args=args)
         if not found:
             return None
         _, body, token, attempt = found
@@ -134,19 +142,21 @@ class JobQueue:
 
     async def emit(
         self, leased: LeasedJob, event: str, data: bytes = b"", *, final: bool = False,
-        seq: int = 0, runtime_s: float = 0.0,
+        seq: int = 0, runtime_s: float = 0.0, pool: str = "",
     ) -> int:
         """Send an event for a leased job: 1 sent, 2 sent but cancel asked, 0 fenced off.
 
         `seq` numbers the events of one attempt, so a resent event is recognised;
-        `runtime_s`, with a final event, is how long the job took (for service times).
+        `runtime_s`, with a final event, is how long the job took (for the service times
+        of the model and of the sender's `pool`).
         """
         model = leased.job.model
         bucket = int(time.time())
         return int(
             await self._scripts["emit"](
                 keys=[self.keys.leases(model), self.keys.done(model, bucket),
-                      self.keys.busy(model, bucket)],
+                      self.keys.busy(model, bucket), self.keys.done(model, bucket, pool),
+                      self.keys.busy(model, bucket, pool)],
                 args=[self.keys.job_prefix, leased.job.id, leased.token, event, data,
                       "1" if final else "0", INBOX_MAXLEN, seq, int(runtime_s * 1000)],
             )
@@ -195,13 +205,14 @@ class JobQueue:
         """Block until a wake-up token arrives for `model` or the timeout passes."""
         return await self.redis.blpop([self.keys.wake(model)], timeout=timeout_s) is not None
 
-    async def depth(self, model: str) -> int:
-        return int(await self.redis.zcard(self.keys.queue(model)))
+    async def depth(self, model: str, pool: str | None = None) -> int:
+        """Jobs in `model`'s shared queue, or in `pool`'s own queue."""
+        return int(await self.redis.zcard(self.keys.queue(model, pool)))
 
-    async def depth_by_priority(self, model: str) -> dict[int, int]:
-        """Queued jobs of `model` counted per priority."""
+    async def depth_by_priority(self, model: str, pool: str | None = None) -> dict[int, int]:
+        """Queued jobs of `model` (shared queue, or `pool`'s own) counted per priority."""
         counts: dict[int, int] = {}
-        async for _, score in self.redis.zscan_iter(self.keys.queue(model)):
+        async for _, score in self.redis.zscan_iter(self.keys.queue(model, pool)):
             counts[int(score)] = counts.get(int(score), 0) + 1
         return dict(sorted(counts.items()))
 
@@ -212,8 +223,9 @@ class JobQueue:
         members: list[Any] = list(await self.redis.zrange(self.keys.dead(model), 0, -1))
         return [_text(x) for x in members]
 
-    async def drain(self, model: str) -> Drain:
-        """How fast `model`'s jobs finish, over the last ten seconds.
+    async def drain(self, model: str, pool: str | None = None) -> Drain:
+        """How fast `model`'s jobs (or those of one of its pools) finish, over the last ten
+        seconds.
 
         The window starts at the oldest second with a finished job, so a model that
         just started working is measured over the time it has been working.
@@ -222,8 +234,8 @@ class JobQueue:
         second = int(now)
         seconds = range(second - DRAIN_WINDOW_S, second + 1)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.mget([self.keys.done(model, s) for s in seconds])
-            pipe.mget([self.keys.busy(model, s) for s in seconds])
+            pipe.mget([self.keys.done(model, s, pool) for s in seconds])
+            pipe.mget([self.keys.busy(model, s, pool) for s in seconds])
             done_raw, busy_raw = await pipe.execute()
         done = [int(c) if c is not None else 0 for c in done_raw]
         busy = sum(int(b) for b in busy_raw if b is not None) / 1000
@@ -248,9 +260,10 @@ class JobQueue:
             return 5
         return max(1, min(600, math.ceil(depth / rate)))
 
-    async def ahead(self, model: str, priority: int) -> int:
-        """Queued jobs of `model` that would start before a new job of `priority`."""
-        return int(await self.redis.zcount(self.keys.queue(model), "-inf", priority))
+    async def ahead(self, model: str, priority: int, pool: str | None = None) -> int:
+        """Jobs in `model`'s shared queue (or `pool`'s own) that would start before a new
+        job of `priority` there."""
+        return int(await self.redis.zcount(self.keys.queue(model, pool), "-inf", priority))
 
 
 def _lua(name: str) -> str:

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from raylane.cluster.app import APP_NAME, build_application
-from raylane.cluster.config import Config
+from raylane.cluster.config import Config, pool_name
 from raylane.cluster.keys import Keys
 from raylane.cluster.placement import check_cluster
 from raylane.cluster.redis_server import RedisServer
@@ -95,10 +95,11 @@ class Cluster:
             self._set_draining(True, ttl_s=grace + 60)
             time.sleep(1.0)  # routers see the flag within their housekeeping period
             deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and any(
-                client.zcard(keys.queue(m.name)) or client.zcard(keys.leases(m.name))
-                for m in self.config.models
-            ):
+            busy = [keys.queue(m.name) for m in self.config.models]
+            busy += [keys.leases(m.name) for m in self.config.models]
+            busy += [keys.queue(m.name, pool_name(p, i)) for m in self.config.models
+                     for i, p in enumerate(m.pools) if p.overflow]
+            while time.monotonic() < deadline and any(client.zcard(key) for key in busy):
                 time.sleep(0.2)
             time.sleep(0.5)  # the last answers leave the routers
         except redis.RedisError as exc:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from raylane.cluster.config import ModelConfig
 from raylane.cluster.errors import EngineError, JobLost, RaylaneError
 from raylane.cluster.messages import Delta, Done, Embeddings, Job
 from raylane.router.errors import error_body
@@ -76,15 +77,14 @@ class Generation:
     jobs: Sequence[Job]
     shape: Shape
     request_id: str
-    model: str
-    max_depth: int
+    model: ModelConfig
     include_usage: bool = False
     created: int = field(default_factory=lambda: int(time.time()))
 
     async def collect(self) -> dict:
         """Wait for every choice and build the whole response."""
         choices = [_Choice() for _ in self.jobs]
-        async for index, job_event in self.runner.run(self.jobs, max_depth=self.max_depth):
+        async for index, job_event in self.runner.run(self.jobs, self.model):
             choice = choices[index]
             event = _text_only(job_event)
             if isinstance(event, Restart):
@@ -103,7 +103,7 @@ class Generation:
 
     async def stream(self) -> AsyncIterator[bytes]:
         """Start the stream; raises (as an HTTP error) if it fails before any text."""
-        events = self.runner.run(self.jobs, max_depth=self.max_depth)
+        events = self.runner.run(self.jobs, self.model)
         first = await anext(events)
         return self._sse(first, events)
 
@@ -162,7 +162,7 @@ class Generation:
 
     def _head(self, object_name: str) -> dict[str, Any]:
         return {"id": self.request_id, "object": object_name, "created": self.created,
-                "model": self.model, "system_fingerprint": None}
+                "model": self.model.name, "system_fingerprint": None}
 
 
 def _text_only(event: JobEvent) -> Delta | Done | Restart:

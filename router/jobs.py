@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from raylane.cluster.config import ModelConfig
 from raylane.cluster.errors import (
     ContextLengthExceeded,
     EngineError,
@@ -65,16 +66,17 @@ class JobRunner:
         self.capacity = Capacity(queue)
 
     async def run(
-        self, jobs: Sequence[Job], *, max_depth: int
+        self, jobs: Sequence[Job], model: ModelConfig
     ) -> AsyncGenerator[tuple[int, JobEvent], None]:
-        """Enqueue `jobs` and yield (index, event) until each has its Done (or Embeddings)."""
+        """Enqueue `jobs` (of `model`) and yield (index, event) until each has its Done (or
+        Embeddings)."""
         self.ready()
         waiters = [self.inbox.register(job.id) for job in jobs]
         pending = set(range(len(jobs)))
         try:
             try:
-                await self.capacity.check(jobs)
-                await self.queue.enqueue(jobs, max_depth=max_depth)
+                pool = await self.capacity.route(jobs, model)
+                await self.queue.enqueue(jobs, max_depth=model.queue.max_depth, pool=pool)
             except (RedisError, OSError) as exc:
                 raise ServiceUnavailable(f"The queue is unreachable: {exc}") from exc
             streams = [_follow(job, waiter) for job, waiter in zip(jobs, waiters, strict=True)]
@@ -89,9 +91,9 @@ class JobRunner:
                 await _cancel_quietly(self.queue, [jobs[i].id for i in pending])
 
 
-    async def result(self, job: Job, *, max_depth: int) -> Embeddings:
+    async def result(self, job: Job, model: ModelConfig) -> Embeddings:
         """Run one job whose answer comes whole (an embedding job) and return it."""
-        async for _, event in self.run([job], max_depth=max_depth):
+        async for _, event in self.run([job], model):
             if isinstance(event, Embeddings):
                 return event
         raise JobLost("The job ended without an answer.")

@@ -51,7 +51,7 @@ async def _answer(state: RouterState, generation: Generation, stream: bool) -> R
 
 def _generation(state: RouterState, jobs: list, shape: Shape, ticket, include_usage: bool):
     return Generation(runner=state.runner, jobs=jobs, shape=shape, request_id=ticket.request_id,
-                      model=ticket.model.name, max_depth=ticket.model.queue.max_depth,
+                      model=ticket.model,
                       include_usage=include_usage)
 
 
@@ -83,7 +83,7 @@ async def embeddings(request: Request) -> Response:
     ticket = admit(state.config, req.model, req.priority, header_map(request.headers),
                    "embedding")
     job = embedding_job(req, ticket, state.reply_to)
-    result = await state.runner.result(job, max_depth=ticket.model.queue.max_depth)
+    result = await state.runner.result(job, ticket.model)
     return models.json_response(embedding_response(result, ticket.model.name,
                                                    req.encoding_format))
 

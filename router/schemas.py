@@ -214,6 +214,8 @@ class PoolStatus(Closed, kw_only=True):
     backend: str
     model: str | None
     replicas: ReplicaStatus
+    queued: int
+    """Jobs waiting in this pool's own queue (sent to it by routing by deadline)."""
     slots: int
     busy: int
     workers: list[WorkerStatus]

@@ -28,6 +28,7 @@ async def cluster_status(state: RouterState) -> dict[str, Any]:
                 "replicas": {"live": len(mine), "min": pool.replicas.min,
                              "max": pool.replicas.max,
                              "serve": deployments.get(deployment_name(model.name, name))},
+                "queued": await state.queue.depth(model.name, name),
                 "slots": sum(w.slots for w in mine),
                 "busy": sum(w.busy for w in mine),
                 "workers": [{"id": w.worker, "node": w.node, "pid": w.pid, "busy": w.busy,

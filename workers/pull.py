@@ -24,6 +24,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+import msgspec
 from redis.exceptions import RedisError
 
 from raylane.cluster.config import ModelConfig, PoolConfig
@@ -123,7 +124,8 @@ class PullLoop:
             try:
                 leased = await self.queue.lease(
                     self.model.name, self.worker_id, lease_s=self.model.queue.lease_s,
-                    priorities=self.pool.priorities, check_routers=self._routers_trusted)
+                    priorities=self.pool.priorities, check_routers=self._routers_trusted,
+                    pool=self.pool_name, shared=not self.pool.overflow)
                 if leased is not None:
                     return leased
                 await self.queue.wait_for_work(self.model.name, IDLE_WAIT_S)
@@ -158,7 +160,8 @@ class PullLoop:
         async with contextlib.aclosing(stream):  # type: ignore[type-var]
             async for item in stream:
                 if isinstance(item, Done):
-                    await self._emit(run, Event.DONE, event_encoder.encode(item), final=True)
+                    done = msgspec.structs.replace(item, worker=self.worker_id)
+                    await self._emit(run, Event.DONE, event_encoder.encode(done), final=True)
                     return
                 status = await self._emit(run, Event.DELTA, event_encoder.encode(item))
                 if status == 0:
@@ -187,7 +190,8 @@ class PullLoop:
         while True:
             try:
                 return await self.queue.emit(run.leased, event, data, final=final, seq=run.seq,
-                                             runtime_s=time.monotonic() - run.began)
+                                             runtime_s=time.monotonic() - run.began,
+                                             pool=self.pool_name)
             except (RedisError, OSError) as exc:
                 self._redis_failed()
                 if time.monotonic() - run.renewed > self.model.queue.lease_s:

@@ -1,20 +1,36 @@
--- Lease the most urgent queued job within a priority range, skipping dead ones: past
--- their deadline (the caller is told), or waited on by a router replica that is gone
--- (its `<inbox>:alive` key expired: nobody would receive the answer).
--- KEYS[1] queue zset, KEYS[2] leases zset
+-- Lease the most urgent job a pool may take, skipping dead ones: past their deadline (the
+-- caller is told), or waited on by a router replica that is gone (its `<inbox>:alive` key
+-- expired: nobody would receive the answer). A pool takes from its own queue (jobs the
+-- router sent it) and, unless it only takes such jobs, from the model's shared queue; the
+-- more urgent head wins, its own on a tie.
+-- KEYS[1] shared queue zset, KEYS[2] leases zset, KEYS[3] the pool's own queue zset
 -- ARGV[1] job key prefix, ARGV[2] now (ms), ARGV[3] lease length (ms), ARGV[4] worker id,
 -- ARGV[5] lowest priority value taken ('-inf'), ARGV[6] highest ('+inf'), ARGV[7] inbox max length,
 -- ARGV[8] '1' to drop jobs of gone routers, '0' when the caller cannot trust the alive keys
--- (it just lived through a Redis outage, during which no router could refresh its key)
+-- (it just lived through a Redis outage, during which no router could refresh its key),
+-- ARGV[9] '1' when the pool takes from the shared queue
 -- Returns {id, body, token, attempt}, or false when nothing is leasable.
 local now = tonumber(ARGV[2])
+
+local function head(queue)
+  return redis.call('ZRANGEBYSCORE', queue, ARGV[5], ARGV[6], 'LIMIT', 0, 1, 'WITHSCORES')
+end
+
 for _ = 1, 64 do
-  local found = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[5], ARGV[6], 'LIMIT', 0, 1)
-  if #found == 0 then
+  local own = head(KEYS[3])
+  local shared = {}
+  if ARGV[9] == '1' then
+    shared = head(KEYS[1])
+  end
+  local queue, member
+  if #own > 0 and (#shared == 0 or tonumber(own[2]) <= tonumber(shared[2])) then
+    queue, member = KEYS[3], own[1]
+  elseif #shared > 0 then
+    queue, member = KEYS[1], shared[1]
+  else
     return false
   end
-  local member = found[1]
-  redis.call('ZREM', KEYS[1], member)
+  redis.call('ZREM', queue, member)
   local id = string.sub(member, 18)
   local key = ARGV[1] .. id
   local job = redis.call('HMGET', key, 'body', 'deadline', 'reply', 'attempt')

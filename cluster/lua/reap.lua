@@ -1,5 +1,6 @@
 -- Requeue jobs whose lease lapsed (worker killed, paused or cut off).
--- KEYS[1] leases zset, KEYS[2] queue zset, KEYS[3] wake list, KEYS[4] dead-letter zset
+-- KEYS[1] leases zset, KEYS[2] shared queue zset (for jobs whose hash names no queue),
+-- KEYS[3] wake list, KEYS[4] dead-letter zset
 -- ARGV[1] job key prefix, ARGV[2] now (ms), ARGV[3] max attempts, ARGV[4] inbox max length,
 -- ARGV[5] ms a dead-lettered job hash is kept
 -- Returns the number of lapsed leases handled.
@@ -8,7 +9,8 @@ local lapsed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 128
 for _, id in ipairs(lapsed) do
   redis.call('ZREM', KEYS[1], id)
   local key = ARGV[1] .. id
-  local job = redis.call('HMGET', key, 'member', 'priority', 'deadline', 'reply', 'attempt', 'cancel')
+  local job = redis.call('HMGET', key, 'member', 'priority', 'deadline', 'reply', 'attempt', 'cancel',
+    'queue')
   if job[1] then
     if job[6] then
       redis.call('DEL', key)  -- cancelled: nobody waits for it
@@ -21,9 +23,9 @@ for _, id in ipairs(lapsed) do
       redis.call('ZADD', KEYS[4], now, id)
       redis.call('XADD', job[4], 'MAXLEN', '~', ARGV[4], '*', 'rid', id, 'att', job[5], 'ev', 'dead')
     else
-      -- Back to its old place: same priority, same sequence number.
+      -- Back to its old place: its queue, same priority, same sequence number.
       redis.call('HSET', key, 'state', 'queued', 'token', '')
-      redis.call('ZADD', KEYS[2], job[2], job[1])
+      redis.call('ZADD', job[7] or KEYS[2], job[2], job[1])
       redis.call('LPUSH', KEYS[3], '1')
       redis.call('XADD', job[4], 'MAXLEN', '~', ARGV[4], '*', 'rid', id, 'att', job[5], 'ev', 'requeued')
     end

@@ -9,8 +9,10 @@ from __future__ import annotations
 import time
 import uuid
 
+import msgspec
+
 from raylane.cluster.backends import SimOptions
-from raylane.cluster.config import Config, ModelConfig, PoolConfig, QueueConfig
+from raylane.cluster.config import Config, ModelConfig, PoolConfig, QueueConfig, pool_name
 from raylane.cluster.keys import Keys
 from raylane.cluster.messages import ChatPrompt, Delta, Done, Job, Message, SamplingParams
 from raylane.cluster.queue import JobQueue
@@ -42,11 +44,13 @@ class Cluster:
         self.routers.append(state)
         return state
 
-    def worker(self, tokens_per_s: float = 200.0, slots: int = 4) -> PullLoop:
-        pool = PoolConfig(backend="sim", slots=slots)
+    def worker(self, tokens_per_s: float = 200.0, slots: int = 4, pool: int = 0) -> PullLoop:
+        """A worker of the model's pool number `pool` (with these slots, at this rate)."""
+        config = msgspec.structs.replace(self.model.pools[pool], slots=slots)
+        name = pool_name(config, pool)
         loop = PullLoop(JobQueue(connect(self.server.url), Keys(PREFIX)),
-                        SimEngine(SimOptions(tokens_per_s=tokens_per_s)), self.model, pool, "sim-0",
-                        f"w{len(self.workers)}")
+                        SimEngine(SimOptions(tokens_per_s=tokens_per_s)), self.model, config, name,
+                        f"{name}@w{len(self.workers)}")
         loop.start()
         self.workers.append(loop)
         return loop
@@ -83,7 +87,7 @@ def start_cluster(model: ModelConfig = MODEL, binary: str | None = None) -> Clus
 
 async def answer(router: RouterState, j: Job) -> tuple[str, list[object]]:
     events: list[object] = []
-    async for _, event in router.runner.run([j], max_depth=10_000):
+    async for _, event in router.runner.run([j], router.config.models[0]):
         if isinstance(event, Restart):
             events.clear()
         events.append(event)

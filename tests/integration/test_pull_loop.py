@@ -58,7 +58,7 @@ class Harness:
 
     async def answer(self, job: Job) -> tuple[str, list[object]]:
         events: list[object] = []
-        async for _, event in self.runner.run([job], max_depth=100):
+        async for _, event in self.runner.run([job], model()):
             events.append(event)
         text = "".join(e.text for e in events if isinstance(e, Delta | Done))
         return text, events
@@ -103,7 +103,7 @@ async def test_a_queued_job_past_its_deadline_times_out_and_is_removed(harness: 
 async def test_client_leaving_frees_the_worker_slot_within_a_second(harness: Harness) -> None:
     loop = harness.worker(model(), tokens_per_s=20)
     job = harness.job("long " * 10, max_tokens=400)
-    stream = harness.runner.run([job], max_depth=100)
+    stream = harness.runner.run([job], model())
     await anext(stream)
     assert len(loop.running) == 1
     left = time.monotonic()
