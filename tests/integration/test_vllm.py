@@ -8,6 +8,7 @@ the module; both are started with `enforce_eager` so they load in seconds.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from array import array
 from collections.abc import AsyncIterator
@@ -157,3 +158,25 @@ async def test_embeddings_from_a_pooling_engine(embedder: VllmEngine, engine: Vl
         await engine.embed("no", [TextPrompt("x")])  # a generating pool serves no embeddings
     with pytest.raises(InvalidRequest):
         await generate(embedder, TextPrompt("x"), max_tokens=2)
+
+
+async def test_tensor_parallel_3_on_this_cpu_answers_like_one_rank(engine: VllmEngine) -> None:
+    # SmolLM2-135M has 9 attention heads and 3 KV heads: vLLM refuses 2 ranks, takes 3.
+    # Its CPU build binds each rank's threads to cores; this machine's cores are shared.
+    bind = os.environ.get("VLLM_CPU_OMP_THREADS_BIND")
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "0|1|0"
+    wide = VllmEngine(resolve_weights("bundled:smollm2-135m"),
+                      VllmOptions(**OPTIONS, distributed_executor_backend="mp"), 4,
+                      tensor_parallel=3)
+    try:
+        await wide.start()
+        prompt = TextPrompt("The capital of France is")
+        one, _, _ = await generate(engine, prompt, temperature=0, max_tokens=12)
+        three, done, _ = await generate(wide, prompt, temperature=0, max_tokens=12)
+        assert three == one and done.completion_tokens == 12
+    finally:
+        await wide.close()
+        if bind is None:
+            os.environ.pop("VLLM_CPU_OMP_THREADS_BIND")
+        else:
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = bind
