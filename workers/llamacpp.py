@@ -35,7 +35,7 @@ from raylane.cluster.messages import (
     TokenPrompt,
 )
 from raylane.workers.llamacpp_embed import LlamaEmbedder
-from raylane.workers.prompts import completion_budget
+from raylane.workers.prompts import completion_budget, token_ids
 from raylane.workers.stops import StopMatcher
 
 
@@ -129,10 +129,7 @@ class LlamaCppEngine:
             if not prompt.text:
                 return [llm.token_bos()]
             return list(llm.tokenize(prompt.text.encode(), add_bos=True, special=True))
-        vocab = llm.n_vocab()
-        if any(t < 0 or t >= vocab for t in prompt.tokens):
-            raise InvalidRequest(f"Token ids must lie in [0, {vocab}).", param="prompt")
-        return list(prompt.tokens)
+        return token_ids(prompt, llm.n_vocab())
 
     async def embed(
         self, request_id: str, inputs: list[TextPrompt | TokenPrompt]

@@ -24,6 +24,7 @@ from raylane.cluster.backends import LlamaCppOptions
 from raylane.cluster.errors import ContextLengthExceeded, InvalidRequest
 from raylane.cluster.messages import Embeddings, TextPrompt, TokenPrompt
 from raylane.workers.engine import pack
+from raylane.workers.prompts import token_ids
 
 POOLING = {"mean": 1, "cls": 2, "last": 3}
 """llama.cpp's `LLAMA_POOLING_TYPE_*` values for the pooling names raylane accepts."""
@@ -79,10 +80,7 @@ class LlamaEmbedder:
         if isinstance(item, TextPrompt):
             tokens = list(llm.tokenize(item.text.encode(), add_bos=True, special=False))
         else:
-            vocab = llm.n_vocab()
-            if any(t < 0 or t >= vocab for t in item.tokens):
-                raise InvalidRequest(f"Token ids must lie in [0, {vocab}).", param="input")
-            tokens = list(item.tokens)
+            tokens = token_ids(item, llm.n_vocab(), "input")
         if not tokens:
             raise InvalidRequest("An input must not be empty.", param="input")
         if len(tokens) > self.options.n_ctx:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from raylane.cluster.errors import ContextLengthExceeded
-from raylane.cluster.messages import ChatPrompt, Prompt, TextPrompt
+from raylane.cluster.errors import ContextLengthExceeded, InvalidRequest
+from raylane.cluster.messages import ChatPrompt, Prompt, TextPrompt, TokenPrompt
 
 
 def plain_text(prompt: Prompt) -> str:
@@ -13,6 +13,13 @@ def plain_text(prompt: Prompt) -> str:
     if isinstance(prompt, TextPrompt):
         return prompt.text
     return " ".join(str(t) for t in prompt.tokens)
+
+
+def token_ids(prompt: TokenPrompt, vocab: int, param: str = "prompt") -> list[int]:
+    """A token prompt's ids, checked against the model's vocabulary size."""
+    if any(t < 0 or t >= vocab for t in prompt.tokens):
+        raise InvalidRequest(f"Token ids must lie in [0, {vocab}).", param=param)
+    return list(prompt.tokens)
 
 
 def completion_budget(

@@ -37,7 +37,7 @@ from raylane.cluster.messages import (
 )
 from raylane.workers.checkpoints import hf_checkpoint
 from raylane.workers.engine import pack
-from raylane.workers.prompts import completion_budget
+from raylane.workers.prompts import completion_budget, token_ids
 
 
 class VllmEngine:
@@ -106,7 +106,7 @@ class VllmEngine:
                        completion_tokens=produced, text=step.text)
             return
 
-    def _tokens(self, prompt: Prompt) -> list[int]:
+    def _tokens(self, prompt: Prompt, param: str = "prompt") -> list[int]:
         tokenizer = self._tokenizer
         if isinstance(prompt, ChatPrompt):
             messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
@@ -122,10 +122,7 @@ class VllmEngine:
             ids = list(tokenizer.encode(prompt.text))
             bos = tokenizer.bos_token_id
             return ids or ([bos] if bos is not None else [])
-        vocab = len(tokenizer)
-        if any(t < 0 or t >= vocab for t in prompt.tokens):
-            raise InvalidRequest(f"Token ids must lie in [0, {vocab}).", param="prompt")
-        return list(prompt.tokens)
+        return token_ids(prompt, len(tokenizer), param)
 
     async def embed(
         self, request_id: str, inputs: list[TextPrompt | TokenPrompt]
@@ -133,7 +130,7 @@ class VllmEngine:
         if not self.embeds:
             raise InvalidRequest("This model does not serve embeddings: a vllm pool with "
                                  "`options.runner: pooling` does.", param="model")
-        token_lists = [await asyncio.to_thread(self._tokens, item) for item in inputs]
+        token_lists = [await asyncio.to_thread(self._tokens, item, "input") for item in inputs]
         for tokens in token_lists:
             if not tokens:
                 raise InvalidRequest("An input must not be empty.", param="input")
