@@ -57,6 +57,7 @@ class RedisServer:
 
     def __init__(self, binary: str | None = None, port: int | None = None) -> None:
         self.binary = binary or find_redis_server()
+        self._picked_port = port is None
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self._dir = tempfile.TemporaryDirectory(prefix="raylane-redis-")
@@ -66,7 +67,21 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
-        """Start the server and wait until it answers PING."""
+        """Start the server and wait until it answers PING.
+
+        A port picked here (no `port` given) may be taken by someone else before the server
+        binds it; the server then exits, and another free port is tried.
+        """
+        for _ in range(5 if self._picked_port else 1):
+            if self._start_once(timeout_s):
+                return self
+            if not self._picked_port:
+                break
+            self.port = free_port()
+        raise RuntimeError(f"redis-server exited at start: {self.log().strip()}")
+
+    def _start_once(self, timeout_s: float) -> bool:
+        """Run the server; True once it answers as this process, False if it exited."""
         # The log goes to a file: a pipe nobody reads would fill and freeze the server.
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self._dir.name,
@@ -78,12 +93,31 @@ class RedisServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited at start: {self.log().strip()}")
-            if self.ping():
-                return self
+                return False
+            # Another server on the port would answer PING too: ask whose it is.
+            if self._server_pid() == self.process.pid:
+                return True
             time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"redis-server did not answer on port {self.port} in {timeout_s} s")
+
+    def _server_pid(self) -> int | None:
+        """The process id of the server answering on the port, if one does."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"INFO server\r\n")
+                reply = b""
+                while b"process_id:" not in reply or not reply.endswith(b"\r\n"):
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    reply += chunk
+        except OSError:
+            return None
+        for line in reply.decode(errors="replace").splitlines():
+            if line.startswith("process_id:"):
+                return int(line.split(":", 1)[1])
+        return None
 
     @property
     def log_path(self) -> str:
