@@ -9,6 +9,8 @@ number that the router uses to drop duplicates.
 
 from __future__ import annotations
 
+import asyncio
+
 import redis.asyncio as aioredis
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.retry import Retry
@@ -38,3 +40,15 @@ def connect(url: str) -> aioredis.Redis:
         retry=Retry(NoBackoff(), 0),
     )
     return aioredis.Redis.from_pool(pool)
+
+
+def raise_if_cancelled() -> None:
+    """In a loop that retries Redis failures: re-raise a cancellation the failure hid.
+
+    A task cancelled while a Redis read's own timeout expires can see the read's
+    TimeoutError instead of CancelledError (Python 3.11's `asyncio.timeout` lets the
+    expiry win that race); a loop that caught it and retried would never stop.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

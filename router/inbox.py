@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from raylane.cluster.keys import Keys
 from raylane.cluster.queue import JobQueue
+from raylane.cluster.redis_client import raise_if_cancelled
 
 log = logging.getLogger("raylane.router")
 
@@ -90,6 +91,7 @@ class Inbox:
                     {self.stream: self._last_id}, count=READ_COUNT, block=READ_BLOCK_MS
                 )
             except (RedisError, OSError) as exc:
+                raise_if_cancelled()
                 self.healthy.clear()
                 log.warning("inbox read failed (%s); retrying in %.2f s", exc, backoff)
                 await asyncio.sleep(backoff)

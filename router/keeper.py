@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from raylane.cluster.config import Config
 from raylane.cluster.errors import ServiceUnavailable
 from raylane.cluster.queue import ALIVE_TTL_S, JobQueue
+from raylane.cluster.redis_client import raise_if_cancelled
 from raylane.router.inbox import Inbox
 
 log = logging.getLogger("raylane.router")
@@ -72,6 +73,7 @@ class Keeper:
             try:
                 await self.round()
             except (RedisError, OSError) as exc:
+                raise_if_cancelled()
                 self.last_error = str(exc) or type(exc).__name__
                 log.warning("router housekeeping failed: %s", self.last_error)
 

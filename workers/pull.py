@@ -38,6 +38,7 @@ from raylane.cluster.messages import (
     event_encoder,
 )
 from raylane.cluster.queue import ALIVE_TTL_S, JobQueue
+from raylane.cluster.redis_client import raise_if_cancelled
 from raylane.cluster.registry import WorkerBeat, announce, retire
 from raylane.workers.engine import Engine
 
@@ -130,6 +131,7 @@ class PullLoop:
                     return leased
                 await self.queue.wait_for_work(self.model.name, IDLE_WAIT_S)
             except (RedisError, OSError) as exc:
+                raise_if_cancelled()
                 self._redis_failed()
                 if not self._leasing:
                     raise asyncio.CancelledError from exc
@@ -193,6 +195,7 @@ class PullLoop:
                                              runtime_s=time.monotonic() - run.began,
                                              pool=self.pool_name)
             except (RedisError, OSError) as exc:
+                raise_if_cancelled()
                 self._redis_failed()
                 if time.monotonic() - run.renewed > self.model.queue.lease_s:
                     log.warning("giving up job %s: %s", run.leased.job.id, exc)
@@ -219,6 +222,7 @@ class PullLoop:
             try:
                 await self._heartbeat()
             except (RedisError, OSError) as exc:
+                raise_if_cancelled()
                 self._redis_failed()
                 log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(HEARTBEAT_S)
