@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from raylane.cluster.config import Config, PoolConfig, deployment_name, pool_name
+from raylane.cluster.autoscale import policy_config
+from raylane.cluster.config import (
+    Config,
+    ModelConfig,
+    PoolConfig,
+    autoscaled,
+    deployment_name,
+    pool_name,
+)
 from raylane.cluster.placement import STRATEGY, replica_actor_resources, replica_bundles
 
 if TYPE_CHECKING:
@@ -26,7 +34,7 @@ def actor_options(resources: dict[str, float]) -> dict[str, Any]:
 
 
 def pool_options(pool: PoolConfig) -> dict[str, Any]:
-    """Serve deployment options that place one pool's replicas.
+    """Serve deployment options that place one pool's replicas (a fixed count of them).
 
     With `tensor_parallel` N > 1 a replica is a placement group of N bundles on one node;
     Serve puts the replica actor in bundle 0, and the engine starts its rank workers in the
@@ -54,7 +62,7 @@ def build_application(config: Config, redis_url: str, prefix: str = "raylane") -
             pools.append(
                 Worker.options(  # type: ignore[attr-defined]
                     name=deployment_name(model.name, name),
-                    **pool_options(pool),
+                    **scaling_options(model, index, redis_url, prefix),
                     # Serve stops waiting for the replica's own drain a little later.
                     graceful_shutdown_timeout_s=pool.drain_s + 10,
                 ).bind(model, pool, name, redis_url, prefix)
@@ -62,6 +70,17 @@ def build_application(config: Config, redis_url: str, prefix: str = "raylane") -
     router = Router.options(  # type: ignore[attr-defined]
         num_replicas=config.router.replicas.min)
     return router.bind(config, redis_url, prefix, *pools)
+
+
+def scaling_options(model: ModelConfig, index: int, redis_url: str,
+                    prefix: str) -> dict[str, Any]:
+    """`pool_options`, with Serve autoscaling on the queue for a pool with min < max."""
+    pool = model.pools[index]
+    options = pool_options(pool)
+    if autoscaled(pool):
+        del options["num_replicas"]
+        options["autoscaling_config"] = policy_config(model, index, redis_url, prefix)
+    return options
 
 
 def _replicas(pool: PoolConfig) -> int:

@@ -37,6 +37,21 @@ class Replicas(Base, kw_only=True, frozen=True):
     """Most replicas the pool or router runs."""
 
 
+class PoolReplicas(Replicas, kw_only=True, frozen=True):
+    """A pool's replica bounds and, when `min` < `max`, how it scales on its queue."""
+
+    target_jobs: int | None = None
+    """Jobs (queued that the pool could take, plus running) one replica should carry; the
+    autoscaler aims at ceil(jobs / target_jobs) replicas. null: the pool's `slots`."""
+    upscale_delay_s: float = 5.0
+    """How long more replicas must be wanted before they are started."""
+    downscale_delay_s: float = 60.0
+    """How long fewer replicas must be wanted before replicas are stopped (drained)."""
+    idle_s: float = 300.0
+    """With `min` 0: how long the pool must have had no work before its last replica
+    stops."""
+
+
 class RouterConfig(Base, kw_only=True, frozen=True):
     host: str = "127.0.0.1"
     """Address the HTTP proxy binds (0.0.0.0 to serve other hosts)."""
@@ -81,8 +96,8 @@ class PoolConfig(Base, kw_only=True, frozen=True):
     tensor_parallel: int = 1
     """Ranks (one GPU each) one replica runs its model over. Above 1, each replica reserves
     one placement group of `tensor_parallel` bundles of `resources`, all on one node."""
-    replicas: Replicas = Replicas()
-    """Replica bounds of this pool."""
+    replicas: PoolReplicas = PoolReplicas()
+    """Replica bounds of this pool, and its autoscaling on queue depth."""
     drain_s: float = 20.0
     """On scale-down or stop, how long running jobs may take to finish before they go
     back to the queue for another replica."""
@@ -224,6 +239,11 @@ def _check_pool(pool: PoolConfig, at: str, fail: _Failer) -> None:
     if pool.drain_s < 0:
         fail(f"{at}.drain_s", "must not be negative")
     fail.replicas(pool.replicas, f"{at}.replicas", allow_zero=True)
+    _check_scaling(pool.replicas, f"{at}.replicas", fail)
+    if pool.overflow and pool.replicas.min < 1:
+        # The router routes to an overflow pool only while it has a live replica.
+        fail(f"{at}.replicas.min", "an overflow pool needs at least 1 (it cannot scale "
+             "from zero: requests are routed to it only while a replica is live)")
     for key, amount in pool.resources.items():
         if amount < 0:
             fail(f"{at}.resources.{key}", "must not be negative")
@@ -235,6 +255,24 @@ def _check_pool(pool: PoolConfig, at: str, fail: _Failer) -> None:
         if problem is not None:
             path, message = problem
             fail(f"{at}.options{path}", message)
+
+
+def _check_scaling(replicas: PoolReplicas, at: str, fail: _Failer) -> None:
+    if replicas.target_jobs is not None and replicas.target_jobs < 1:
+        fail(f"{at}.target_jobs", "must be at least 1 (or null for the pool's slots)")
+    for key in ("upscale_delay_s", "downscale_delay_s", "idle_s"):
+        if getattr(replicas, key) < 0:
+            fail(f"{at}.{key}", "must not be negative")
+
+
+def target_jobs(pool: PoolConfig) -> int:
+    """Jobs one replica of `pool` should carry: `replicas.target_jobs`, or its slots."""
+    return pool.replicas.target_jobs or pool.slots
+
+
+def autoscaled(pool: PoolConfig) -> bool:
+    """Whether the pool's replica count follows its queue (min < max), or is fixed."""
+    return pool.replicas.min < pool.replicas.max
 
 
 def _check_parallel(pool: PoolConfig, at: str, fail: _Failer) -> None:

@@ -73,3 +73,7 @@ class Keys:
     def workers(self, model: str) -> str:
         """Hash of worker replica id -> its last heartbeat (JSON)."""
         return f"{self.prefix}:workers:{model}"
+
+    def scale(self, model: str) -> str:
+        """Hash of pool name -> the autoscaling policy's last decision for it (JSON)."""
+        return f"{self.prefix}:scale:{model}"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from typing import Any
 
-from raylane.cluster.config import deployment_name, pool_name
+from raylane.cluster.autoscale import Decision, read_decisions
+from raylane.cluster.config import PoolConfig, autoscaled, deployment_name, pool_name
 from raylane.cluster.registry import live_workers
 from raylane.router.state import RouterState
 
@@ -17,22 +19,24 @@ async def cluster_status(state: RouterState) -> dict[str, Any]:
     models = []
     for model in state.config.models:
         workers = await live_workers(state.redis, state.keys, model.name)
+        decisions = await read_decisions(state.redis, state.keys, model.name)
         pools = []
         for index, pool in enumerate(model.pools):
             name = pool_name(pool, index)
             mine = [w for w in workers if w.pool == name]
+            decision = decisions.get(name) if autoscaled(pool) else None
             pools.append({
                 "name": name,
                 "backend": pool.backend,
                 "model": pool.model,
-                "replicas": {"live": len(mine), "min": pool.replicas.min,
-                             "max": pool.replicas.max,
-                             "serve": deployments.get(deployment_name(model.name, name))},
+                "replicas": _replicas(pool, len(mine), decision,
+                                      deployments.get(deployment_name(model.name, name))),
                 "queued": await state.queue.depth(model.name, name),
                 "slots": sum(w.slots for w in mine),
                 "busy": sum(w.busy for w in mine),
                 "workers": [{"id": w.worker, "node": w.node, "pid": w.pid, "busy": w.busy,
                              "slots": w.slots} for w in mine],
+                "scaling": _scaling(decision),
             })
         queue = state.queue
         models.append({
@@ -50,6 +54,25 @@ async def cluster_status(state: RouterState) -> dict[str, Any]:
             "pools": pools,
         })
     return {"router": state.router_id, "pid": os.getpid(), "models": models}
+
+
+def _replicas(pool: PoolConfig, live: int, decision: Decision | None,
+              serve: dict[str, int] | None) -> dict[str, Any]:
+    if not autoscaled(pool):
+        target: int | None = max(1, pool.replicas.min)
+    else:
+        target = decision.target if decision is not None else None
+    return {"live": live, "min": pool.replicas.min, "max": pool.replicas.max, "serve": serve,
+            "target": target, "autoscaled": autoscaled(pool)}
+
+
+def _scaling(decision: Decision | None) -> dict[str, Any] | None:
+    if decision is None:
+        return None
+    return {"current": decision.current, "target": decision.target,
+            "desired": decision.desired, "queued": decision.queued,
+            "in_flight": decision.in_flight, "target_jobs": decision.target_jobs,
+            "age_s": round(max(0.0, time.time() - decision.at), 1)}
 
 
 async def _serve_deployments() -> dict[str, dict[str, int]]:
