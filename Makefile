@@ -13,7 +13,7 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 PIP = $(VENV)/bin/pip install --prefer-binary --find-links $(WHEELS)
 ARGS ?=
 
-.PHONY: serve install test lint unit integration e2e wheels clean
+.PHONY: serve install test test-ray-up lint unit integration e2e wheels clean
 
 serve: install
 	$(VENV)/bin/raylane serve $(ARGS)
@@ -27,6 +27,13 @@ test: $(VENV)/bin/activate wheels
 	$(VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 	$(MAKE) lint
 	$(VENV)/bin/python -m pytest $(ARGS)
+
+# A real `ray up` (local provider, two hosts in network namespaces); needs root.
+test-ray-up: $(VENV)/bin/activate wheels
+	$(PIP) -e ".[test]"
+	command -v sshd rsync ip >/dev/null || (apt-get update -q && \
+		apt-get install -y -q openssh-server rsync iproute2)
+	$(VENV)/bin/python -m pytest tests/cluster $(ARGS)
 
 # mypy resolves `raylane.<part>` through a tree of links to the top-level folders,
 # the same mapping pyproject.toml gives setuptools.
