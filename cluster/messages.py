@@ -116,6 +116,8 @@ class Done(msgspec.Struct, kw_only=True, frozen=True):
     """Text not yet sent in a delta (held back while a stop string was possible)."""
     worker: str = ""
     """The worker replica that generated the answer (`<pool>@<host>:<pid>:<tag>`)."""
+    stop: str | None = None
+    """The stop string that ended the text (finish_reason `stop`); None at end of text."""
 
 
 class Embeddings(msgspec.Struct, kw_only=True, frozen=True):

@@ -40,7 +40,7 @@ def admit(
         priority = served.queue.default_priority
     timeout = _header_timeout(headers) or served.queue.timeout_s
     now = time.time()
-    prefix = {"chat": "chatcmpl", "embedding": "embd"}.get(kind, "cmpl")
+    prefix = {"chat": "chatcmpl", "embedding": "embd", "message": "msg"}.get(kind, "cmpl")
     return Ticket(served, priority, now, now + timeout, f"{prefix}-{uuid.uuid4().hex}")
 
 

@@ -7,6 +7,8 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 
 from raylane.router import errors, openapi
+from raylane.router.anthropic_routes import anthropic_api
+from raylane.router.ollama_routes import ollama_api
 from raylane.router.routes import api
 from raylane.router.state import RouterState
 
@@ -17,6 +19,8 @@ def build_app(state: RouterState) -> FastAPI:
     app.state.raylane = state
     errors.install(app)
     app.include_router(api)
+    app.include_router(anthropic_api)
+    app.include_router(ollama_api)
     openapi.install(app)
     return app
 

@@ -2,6 +2,13 @@
 
     {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}
 
+Errors of the Anthropic Messages API (`/v1/messages`) take Anthropic's shape, with
+the same status codes:
+
+    {"type": "error", "error": {"type": ..., "message": ...}}
+
+Errors of the Ollama API (`/api/*`) are Ollama's `{"error": message}`, same statuses.
+
 Every route raises `raylane.cluster.errors` exceptions; the handlers installed
 by `install` turn them (and anything unexpected) into responses.
 """
@@ -26,11 +33,44 @@ def error_body(exc: RaylaneError) -> dict:
                       "code": exc.code}}
 
 
-def error_response(exc: RaylaneError) -> JSONResponse:
+ANTHROPIC_PATHS = ("/v1/messages",)
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error", 404: "not_found_error", 413: "request_too_large",
+    429: "rate_limit_error", 503: "overloaded_error", 504: "timeout_error",
+}
+"""Anthropic's error type for each status raylane answers with; otherwise
+`invalid_request_error` (4xx) or `api_error`."""
+
+
+def anthropic_error_body(exc: RaylaneError) -> dict:
+    """An error in Anthropic's shape: the body of an error answer, or a stream's error event."""
+    kind = ANTHROPIC_TYPES.get(exc.status, "invalid_request_error" if exc.status < 500
+                               else "api_error")
+    return {"type": "error", "error": {"type": kind, "message": exc.message}}
+
+
+OLLAMA_PREFIX = "/api/"
+"""Errors of the Ollama API (`/api/*`) take Ollama's shape, with the same status codes."""
+
+
+def ollama_error_body(exc: RaylaneError) -> dict:
+    """An error in Ollama's shape: the body of an error answer, or a stream's last line.
+
+    The shape has no `param`, so the message names the field when it does not already."""
+    if exc.param and exc.param not in exc.message:
+        return {"error": f"{exc.message} (field: {exc.param})"}
+    return {"error": exc.message}
+
+
+def error_response(exc: RaylaneError, path: str = "") -> JSONResponse:
     headers = {}
     if isinstance(exc, QueueFull):
         headers["Retry-After"] = str(exc.retry_after)
-    return JSONResponse(error_body(exc), status_code=exc.status, headers=headers)
+    anthropic = path.startswith(ANTHROPIC_PATHS)
+    body = anthropic_error_body(exc) if anthropic else error_body(exc)
+    if path.startswith(OLLAMA_PREFIX):
+        body = ollama_error_body(exc)
+    return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
 def invalid_body(exc: msgspec.DecodeError) -> InvalidRequest:
@@ -54,21 +94,22 @@ def install(app: FastAPI) -> None:
     """Register the handlers that answer every error in OpenAI's shape."""
 
     @app.exception_handler(RaylaneError)
-    async def raylane_error(_: Request, exc: RaylaneError) -> JSONResponse:
-        return error_response(exc)
+    async def raylane_error(request: Request, exc: RaylaneError) -> JSONResponse:
+        return error_response(exc, request.url.path)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         error = RaylaneError(str(exc.detail))
         error.status = exc.status_code
         error.type = "invalid_request_error" if exc.status_code < 500 else "server_error"
-        return error_response(error)
+        return error_response(error, request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(InvalidRequest(str(exc)))
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(InvalidRequest(str(exc)), request.url.path)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return error_response(RaylaneError(f"Internal error: {type(exc).__name__}"))
+        error = RaylaneError(f"Internal error: {type(exc).__name__}")
+        return error_response(error, request.url.path)

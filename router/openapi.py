@@ -9,7 +9,9 @@ cannot drift from the types that decode the requests.
 
 Event streams follow the OpenAPI 3.1 convention (as schemathesis reads it):
 the `text/event-stream` schema describes one event, whose `data` is a JSON
-chunk, a JSON error, or the closing `[DONE]`.
+chunk, a JSON error, or the closing `[DONE]`; an Anthropic stream's events also
+carry their `event` name and have no `[DONE]`. The Ollama API (`/api/*`) streams
+`application/x-ndjson`: its schema describes one line (an answer piece or an error).
 """
 
 from __future__ import annotations
@@ -23,6 +25,14 @@ from msgspec import Meta
 
 from raylane.router import schemas
 from raylane.router.admission import MAX_TIMEOUT_S
+from raylane.router.anthropic_protocol import MessagesRequest
+from raylane.router.ollama_protocol import (
+    OllamaChatRequest,
+    OllamaEmbeddingsRequest,
+    OllamaEmbedRequest,
+    OllamaGenerateRequest,
+    OllamaShowRequest,
+)
 from raylane.router.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -32,6 +42,7 @@ from raylane.router.protocol import (
 
 JSON = "application/json"
 SSE = "text/event-stream"
+NDJSON = "application/x-ndjson"
 REF = "#/components/schemas/{name}"
 
 Timeout = Annotated[float, Meta(gt=0.0, le=MAX_TIMEOUT_S)]
@@ -62,13 +73,53 @@ class Operation:
     path: str
     operation_id: str
     summary: str
-    answer: type
-    """The 200 JSON body."""
+    answer: type | None
+    """The 200 JSON body; None for a route that only ever answers an error."""
     errors: tuple[int, ...]
     body: type | None = None
     """The request body, for generation routes."""
-    chunk: type | None = None
+    chunk: Any = None
     """One event's JSON when the request asks for `stream`."""
+    error: type = schemas.ErrorResponse
+    """The body of every error answer."""
+    events: tuple[str, ...] = ()
+    """The `event:` names of a stream whose events are named (Anthropic's)."""
+    stream_type: str = SSE
+    """The media type of the stream: server-sent events, or NDJSON (Ollama's)."""
+    queued: bool = True
+    """Whether the body goes to the queue (so X-Priority and X-Request-Timeout apply)."""
+
+
+def _ollama(method: str, path: str, operation_id: str, summary: str, answer: type | None,
+            errors: tuple[int, ...], **kw: Any) -> Operation:
+    return Operation(method, path, operation_id, f"Ollama API: {summary}", answer, errors,
+                     error=schemas.OllamaError, stream_type=NDJSON, **kw)
+
+
+_NOT_MANAGED = "Refused (400): models come from the cluster config."
+OLLAMA_OPERATIONS = (
+    _ollama("post", "/api/chat", "ollamaChat", "answer a conversation (streams by default).",
+            schemas.OllamaChatResponse, GENERATION_ERRORS, body=OllamaChatRequest,
+            chunk=schemas.OllamaChatResponse),
+    _ollama("post", "/api/generate", "ollamaGenerate", "complete a prompt (streams by default).",
+            schemas.OllamaGenerateResponse, GENERATION_ERRORS, body=OllamaGenerateRequest,
+            chunk=schemas.OllamaGenerateResponse),
+    _ollama("post", "/api/embed", "ollamaEmbed", "embed one or more inputs.",
+            schemas.OllamaEmbedResponse, GENERATION_ERRORS, body=OllamaEmbedRequest),
+    _ollama("post", "/api/embeddings", "ollamaEmbeddings", "embed one prompt (legacy).",
+            schemas.OllamaEmbeddingResponse, GENERATION_ERRORS, body=OllamaEmbeddingsRequest),
+    _ollama("get", "/api/tags", "ollamaTags", "list the served models and aliases.",
+            schemas.OllamaTags, (500,)),
+    _ollama("get", "/api/ps", "ollamaPs", "list the models with live workers.",
+            schemas.OllamaPs, (500, 503)),
+    _ollama("post", "/api/show", "ollamaShow", "what raylane knows about a model.",
+            schemas.OllamaShow, (400, 404, 413, 500), body=OllamaShowRequest, queued=False),
+    _ollama("get", "/api/version", "ollamaVersion", "raylane's version.",
+            schemas.OllamaVersion, (500,)),
+    *(_ollama(method, f"/api/{name}", f"ollama{name.title()}", _NOT_MANAGED, None, (400, 500))
+      for method, name in (("post", "pull"), ("post", "push"), ("post", "create"),
+                           ("post", "copy"), ("delete", "delete"))),
+)
 
 
 OPERATIONS = (
@@ -89,6 +140,12 @@ OPERATIONS = (
               "Whether this router replica can reach Redis.", schemas.Health, (500, 503)),
     Operation("get", "/raylane/status", "clusterStatus",
               "Queues, pools and replicas of every model.", schemas.ClusterStatus, (500, 503)),
+    Operation("post", "/v1/messages", "createMessage",
+              "Anthropic Messages API: answer a conversation (errors in Anthropic's shape).",
+              schemas.Message, GENERATION_ERRORS, body=MessagesRequest,
+              chunk=schemas.MessageEvent, error=schemas.AnthropicError,
+              events=schemas.MESSAGE_EVENTS),
+    *OLLAMA_OPERATIONS,
 )
 
 
@@ -102,7 +159,8 @@ def document(title: str, version: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document of every route in `routes.py`."""
     types: list[Any] = [schemas.ErrorResponse, Priority, Timeout]
     for op in OPERATIONS:
-        types += [t for t in (op.answer, op.body, op.chunk) if t is not None]
+        types += [t for t in (op.answer, op.body, op.chunk, op.error)
+                  if t is not None and t not in types]
     refs, components = msgspec.json.schema_components(types, ref_template=REF)
     schema = dict(zip(types, refs, strict=True))
     paths: dict[str, dict[str, Any]] = {}
@@ -118,18 +176,22 @@ def document(title: str, version: str) -> dict[str, Any]:
 
 
 def _operation(op: Operation, schema: dict[Any, Any]) -> dict[str, Any]:
-    ok: dict[str, Any] = {JSON: {"schema": schema[op.answer]}}
-    if op.chunk is not None:
-        ok[SSE] = {"schema": _event(schema[op.chunk], schema[schemas.ErrorResponse])}
+    ok: dict[str, Any] = {JSON: {"schema": schema[op.answer]}} if op.answer else {}
+    if op.chunk is not None and op.stream_type == NDJSON:
+        ok[NDJSON] = {"schema": {"anyOf": [schema[op.chunk], schema[op.error]]}}
+    elif op.chunk is not None:
+        ok[SSE] = {"schema": _event(schema[op.chunk], schema[op.error], op.events)}
     out: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary}
     parameters = _parameters(op, schema)
     if parameters:
         out["parameters"] = parameters
     if op.body is not None:
         out["requestBody"] = {"required": True, "content": {JSON: {"schema": schema[op.body]}}}
-    responses: dict[str, Any] = {"200": {"description": _ok_description(op), "content": ok}}
+    responses: dict[str, Any] = {}
+    if ok:
+        responses["200"] = {"description": _ok_description(op), "content": ok}
     for status in op.errors:
-        responses[str(status)] = _error(status, schema[schemas.ErrorResponse])
+        responses[str(status)] = _error(status, schema[op.error])
     out["responses"] = responses
     return out
 
@@ -141,7 +203,7 @@ def _parameters(op: Operation, schema: dict[Any, Any]) -> list[dict[str, Any]]:
             "name": "model", "in": "path", "required": True, "schema": {"type": "string"},
             "description": "A served model name or alias (it may contain `/`).",
         })
-    if op.body is not None:
+    if op.body is not None and op.queued:
         parameters += [
             {"name": "X-Priority", "in": "header", "required": False,
              "schema": schema[Priority],
@@ -157,14 +219,25 @@ def _parameters(op: Operation, schema: dict[Any, Any]) -> list[dict[str, Any]]:
 def _ok_description(op: Operation) -> str:
     if op.chunk is None:
         return "OK"
+    if op.stream_type == NDJSON:
+        return ("The answer; unless `stream` is false, one JSON object per line: text with "
+                "`done` false, then `done` true with the counts, or an error line if it fails "
+                "after text was sent.")
+    if op.events:
+        return ("The message; with `stream: true`, its events from `message_start` to "
+                "`message_stop`, or ending with an `error` event if it fails after text was sent.")
     return ("The completion; with `stream: true`, a stream of chunks ending with "
             "`data: [DONE]`, or with an error event if it fails after text was sent.")
 
 
-def _event(chunk: dict[str, Any], error: dict[str, Any]) -> dict[str, Any]:
+def _event(chunk: dict[str, Any], error: dict[str, Any], names: tuple[str, ...] = ()
+           ) -> dict[str, Any]:
     """One server-sent event of a generation stream."""
     data = {"type": "string", "contentMediaType": JSON,
             "contentSchema": {"anyOf": [chunk, error]}}
+    if names:
+        return {"type": "object", "required": ["event", "data"],
+                "properties": {"event": {"enum": list(names)}, "data": data}}
     return {"type": "object", "required": ["data"],
             "properties": {"data": {"anyOf": [{"const": "[DONE]"}, data]}}}
 

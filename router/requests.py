@@ -20,6 +20,7 @@ from raylane.cluster.messages import (
     TokenPrompt,
 )
 from raylane.router.admission import Ticket
+from raylane.router.anthropic_protocol import MessagesRequest, blocks_text
 from raylane.router.errors import invalid_body
 from raylane.router.protocol import (
     ChatCompletionRequest,
@@ -68,6 +69,20 @@ def chat_jobs(req: ChatCompletionRequest, ticket: Ticket, reply_to: str) -> list
     params = sampling(req, req.max_completion_tokens or req.max_tokens, ticket.model.max_tokens)
     messages = [Message(role=m.role, content=m.text(), name=m.name) for m in req.messages]
     return [_job(ticket, "chat", ChatPrompt(messages=messages), params, reply_to)]
+
+
+def message_job(req: MessagesRequest, ticket: Ticket, reply_to: str) -> Job:
+    """The job of an Anthropic Messages request: its system prompt first, as a message."""
+    req.unsupported()
+    options = Sampling(model=req.model, temperature=req.temperature, top_p=req.top_p,
+                       stop=list(req.stop_sequences or []))
+    params = sampling(options, req.max_tokens, ticket.model.max_tokens)
+    messages = []
+    if req.system:
+        messages.append(Message(role="system", content=blocks_text(req.system, "system")))
+    messages += [Message(role=m.role, content=blocks_text(m.content, f"messages[{i}].content"))
+                 for i, m in enumerate(req.messages)]
+    return _job(ticket, "chat", ChatPrompt(messages=messages), params, reply_to)
 
 
 def completion_jobs(req: CompletionRequest, ticket: Ticket, reply_to: str) -> list[Job]:
@@ -131,3 +146,9 @@ def _unsupported(condition: bool, param: str, message: str) -> None:
 
 def header_map(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items()}
+
+
+def prompt_job(ticket: Ticket, kind: str, prompt: Prompt, params: SamplingParams,
+               reply_to: str) -> Job:
+    """One job for a prompt an endpoint built itself (the Ollama API)."""
+    return _job(ticket, kind, prompt, params, reply_to)

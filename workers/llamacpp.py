@@ -177,7 +177,7 @@ async def _relay(
         if stops.stopped:
             run.cancel.set()
             yield Done(finish_reason="stop", prompt_tokens=prompt_tokens,
-                       completion_tokens=produced, text=text)
+                       completion_tokens=produced, text=text, stop=stops.matched)
             return
         if text:
             yield Delta(text=text, tokens=1)

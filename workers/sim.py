@@ -77,7 +77,7 @@ class SimEngine:
             finish: Literal["stop", "length"] = (
                 "stop" if stops.stopped or natural else "length")
             yield Done(finish_reason=finish, prompt_tokens=prompt_tokens,
-                       completion_tokens=produced, text=stops.flush())
+                       completion_tokens=produced, text=stops.flush(), stop=stops.matched)
         finally:
             self._aborted.discard(request_id)
 

@@ -14,14 +14,17 @@ class StopMatcher:
         self.stops = [s for s in stops if s]
         self.held = ""
         self.stopped = False
+        self.matched: str | None = None
+        """The stop string that ended the text, once one did."""
 
     def feed(self, text: str) -> str:
         """Add generated text; return the part that is safe to send."""
         if self.stopped:
             return ""
         buf = self.held + text
-        cut = min((i for i in (buf.find(s) for s in self.stops) if i >= 0), default=-1)
-        if cut >= 0:
+        found = [(i, s) for s in self.stops if (i := buf.find(s)) >= 0]
+        if found:
+            cut, self.matched = min(found)
             self.stopped = True
             self.held = ""
             return buf[:cut]

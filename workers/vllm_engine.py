@@ -102,8 +102,9 @@ class VllmEngine:
                 return
             finish: Literal["stop", "length"] = (
                 "length" if step.finish_reason == "length" else "stop")
+            matched = step.stop_reason if isinstance(step.stop_reason, str) else None
             yield Done(finish_reason=finish, prompt_tokens=len(tokens),
-                       completion_tokens=produced, text=step.text)
+                       completion_tokens=produced, text=step.text, stop=matched)
             return
 
     def _tokens(self, prompt: Prompt, param: str = "prompt") -> list[int]:

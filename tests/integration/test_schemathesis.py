@@ -26,6 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 import hypothesis.strategies as st
+import msgspec
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, example, given, settings
@@ -59,7 +60,10 @@ SERVED = [MODEL.name, *MODEL.aliases]
 
 # Options the router refuses with 400 (raylane does not support them yet); a body
 # without them, naming a served model, reaches the sim worker.
-REFUSED = ("n", "logit_bias", "tools", "logprobs", "top_logprobs", "echo", "best_of", "suffix")
+REFUSED = ("n", "logit_bias", "tools", "logprobs", "top_logprobs", "echo", "best_of", "suffix",
+           "tool_choice", "thinking", "top_k")
+# ... and on the Ollama API (as are `options` that switch on a sampler raylane lacks).
+REFUSED += ("think", "format", "images", "template", "context", "width", "height", "steps")
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -169,15 +173,39 @@ WITH_BODY = [f"{op.method.upper()} {op.path}" for op in OPERATIONS if op.body is
 CHAT = {"model": "sim", "messages": [{"role": "user", "content": "one two three"}]}
 TEXT = {"model": "sim/alias", "prompt": ["one two", "three"], "max_tokens": 3}
 STREAM = {"stream": True, "stream_options": {"include_usage": True}}
+MESSAGE = {"model": "sim", "max_tokens": 4, "system": "Be brief.",
+           "messages": [{"role": "user", "content": "one two three"}]}
+OLLAMA_TEXT = {"model": "sim", "prompt": "one two", "options": {"num_predict": 3}}
 JSON = "application/json"
+NDJSON = "application/x-ndjson"
 EXPLICIT: dict[str, list[dict[str, Any]]] = {
     "POST /v1/chat/completions": [{"body": CHAT, "media_type": JSON},
                                   {"body": CHAT | STREAM, "media_type": JSON}],
     "POST /v1/completions": [{"body": TEXT, "media_type": JSON},
                              {"body": TEXT | STREAM, "media_type": JSON}],
+    "POST /v1/messages": [{"body": MESSAGE, "media_type": JSON},
+                          {"body": MESSAGE | {"stream": True}, "media_type": JSON},
+                          {"body": MESSAGE | {"model": "unknown"}, "media_type": JSON}],
+    # Ollama streams unless told not to.
+    "POST /api/chat": [{"body": CHAT, "media_type": JSON},
+                       {"body": CHAT | {"stream": False}, "media_type": JSON}],
+    "POST /api/generate": [{"body": OLLAMA_TEXT, "media_type": JSON},
+                           {"body": OLLAMA_TEXT | {"stream": False, "raw": True},
+                            "media_type": JSON}],
     "GET /v1/models/{model}": [{"path_parameters": {"model": name}}
                                for name in (*SERVED, "unknown")],
 }
+
+
+def check_ndjson(label: str, content: bytes) -> None:
+    """Schemathesis reads no NDJSON: decode each line with the Structs the document comes
+    from (one answer piece, or the error line), which reject any field they do not list."""
+    op = next(op for op in OPERATIONS if f"{op.method.upper()} {op.path}" == label)
+    lines = content.splitlines()
+    assert lines, "an empty stream"
+    for line in lines:
+        body = msgspec.json.decode(line)
+        msgspec.convert(body, type=op.error if "error" in body else op.chunk)
 
 
 # schemathesis' own pytest integration (`@schema.parametrize`) relies on pytest
@@ -196,6 +224,8 @@ def test_the_router_answers_as_documented(
         response = case.call_and_validate(timeout=10, checks=CHECKS)
         media = response.headers.get("content-type", [""])[0].split(";")[0]
         sim_router.answers[label, response.status_code, media] += 1
+        if media == NDJSON:
+            check_ndjson(label, response.content)
 
     test = given(case=operation.as_strategy(generation_mode=mode))(answers_as_documented)
     if mode == GenerationMode.POSITIVE:
@@ -210,9 +240,13 @@ def test_the_fuzzer_reached_every_answer_kind(sim_router: SimRouter) -> None:
     answers = sim_router.answers
     if not answers:
         pytest.skip("runs after test_the_router_answers_as_documented")
-    for operation in ("POST /v1/chat/completions", "POST /v1/completions"):
+    for operation in ("POST /v1/chat/completions", "POST /v1/completions", "POST /v1/messages"):
         assert answers[operation, 200, JSON], answers
         assert answers[operation, 200, "text/event-stream"], answers
+        assert answers[operation, 400, JSON], answers
+    for operation in ("POST /api/chat", "POST /api/generate"):
+        assert answers[operation, 200, JSON], answers
+        assert answers[operation, 200, NDJSON], answers
         assert answers[operation, 400, JSON], answers
     assert answers["GET /v1/models/{model}", 200, JSON], answers
     assert answers["GET /v1/models/{model}", 404, JSON], answers

@@ -13,15 +13,19 @@ from openapi_spec_validator import validate
 
 from raylane.cluster.errors import RaylaneError
 from raylane.router import schemas
+from raylane.router.anthropic_routes import anthropic_api
 from raylane.router.generation import ChatShape, CompletionShape
-from raylane.router.openapi import document
+from raylane.router.ollama_routes import ollama_api
+from raylane.router.openapi import OPERATIONS, document
 from raylane.router.routes import api
 
 DOC = document("raylane", "0.0.0")
+ROUTERS = (api, anthropic_api, ollama_api)
+ERROR_REFS = {op.path: f"#/components/schemas/{op.error.__name__}" for op in OPERATIONS}
 
 
 def _routes() -> list[tuple[str, str]]:
-    return [(method.lower(), route.path_format) for route in api.routes
+    return [(method.lower(), route.path_format) for router in ROUTERS for route in router.routes
             if isinstance(route, APIRoute) for method in route.methods or ()]
 
 
@@ -39,12 +43,14 @@ def test_every_route_is_documented_and_nothing_else() -> None:
 def test_each_route_has_its_bodies_and_errors(method: str, path: str) -> None:
     operation = DOC["paths"][path][method]
     responses = operation["responses"]
-    assert "$ref" in responses["200"]["content"]["application/json"]["schema"]
     assert "500" in responses
     for status, response in responses.items():
         if status != "200":
             schema = response["content"]["application/json"]["schema"]
-            assert schema == {"$ref": "#/components/schemas/ErrorResponse"}
+            assert schema == {"$ref": ERROR_REFS[path]}
+    if path.startswith("/api/"):
+        return  # the Ollama API: test_ollama_operations_are_documented_in_ollamas_terms
+    assert "$ref" in responses["200"]["content"]["application/json"]["schema"]
     if method == "post":
         assert operation["requestBody"]["required"] is True
         assert "$ref" in operation["requestBody"]["content"]["application/json"]["schema"]
@@ -56,8 +62,33 @@ def test_each_route_has_its_bodies_and_errors(method: str, path: str) -> None:
         assert headers == {"X-Priority", "X-Request-Timeout"}
 
 
+OLLAMA_QUEUED = ("/api/chat", "/api/generate", "/api/embed", "/api/embeddings")
+OLLAMA_MANAGED = ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete")
+
+
+@pytest.mark.parametrize(("method", "path"),
+                         [(m, p) for m, p in _routes() if p.startswith("/api/")])
+def test_ollama_operations_are_documented_in_ollamas_terms(method: str, path: str) -> None:
+    operation = DOC["paths"][path][method]
+    responses = operation["responses"]
+    if path in OLLAMA_MANAGED:  # they only ever answer that models come from the config
+        assert set(responses) == {"400", "500"} and "requestBody" not in operation
+        return
+    assert "$ref" in responses["200"]["content"]["application/json"]["schema"]
+    streams = path in ("/api/chat", "/api/generate")
+    assert ("application/x-ndjson" in responses["200"]["content"]) == streams
+    assert "text/event-stream" not in responses["200"]["content"]
+    headers = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
+    assert headers == ({"X-Priority", "X-Request-Timeout"} if path in OLLAMA_QUEUED else set())
+    if path in OLLAMA_QUEUED:
+        assert {"400", "404", "413", "429", "503", "504"} <= set(responses)
+        assert operation["requestBody"]["required"] is True
+
+
 def test_request_schemas_are_closed_like_the_decoder() -> None:
-    for name in ("ChatCompletionRequest", "CompletionRequest", "ChatMessage"):
+    for name in ("ChatCompletionRequest", "CompletionRequest", "ChatMessage", "MessagesRequest",
+                 "AnthropicMessage", "TextBlock", "OllamaChatRequest", "OllamaGenerateRequest",
+                 "OllamaOptions", "OllamaMessage", "OllamaEmbedRequest"):
         assert DOC["components"]["schemas"][name]["additionalProperties"] is False
 
 

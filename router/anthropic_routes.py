@@ -1,0 +1,34 @@
+"""HTTP route of the Anthropic Messages API: parse, hand to the logic, turn its answer into HTTP.
+
+The SDK's `anthropic-version` and `x-api-key` headers are accepted and not read
+(raylane has no keys); `X-Priority` and `X-Request-Timeout` work as on the OpenAI routes.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from raylane.router import models
+from raylane.router.admission import admit
+from raylane.router.anthropic import MessageRun, message_id
+from raylane.router.anthropic_protocol import MessagesRequest
+from raylane.router.requests import decode, header_map, message_job
+from raylane.router.routes import SSE_HEADERS, _body
+from raylane.router.state import RouterState
+
+anthropic_api = APIRouter()
+
+
+@anthropic_api.post("/v1/messages")
+async def create_message(request: Request) -> Response:
+    state: RouterState = request.app.state.raylane
+    req = decode(await _body(request, state), MessagesRequest)
+    ticket = admit(state.config, req.model, req.priority, header_map(request.headers), "message")
+    job = message_job(req, ticket, state.reply_to)
+    run = MessageRun(runner=state.runner, job=job, model=ticket.model,
+                     id=message_id(ticket.request_id))
+    if req.stream:
+        return StreamingResponse(await run.stream(), media_type="text/event-stream",
+                                 headers=SSE_HEADERS)
+    return models.json_response(await run.collect())

@@ -1,0 +1,257 @@
+"""The Ollama API's generation: requests to jobs, events to Ollama's answers and NDJSON lines.
+
+`/api/chat` and `/api/generate` are one job each. A whole answer is one JSON
+object; a stream is one JSON object per line (`application/x-ndjson`): a line
+per piece of text with `"done": false`, then a last line with `"done": true`,
+the `done_reason` and the token counts and durations (nanoseconds).
+
+As with the OpenAI API (`generation.py`): a stream's HTTP status is decided by
+its first event, a worker lost before any text is retried unseen, and one lost
+after text was sent ends the stream with an `{"error": ...}` line, never with
+duplicated or silently cut text. Errors never pick an HTTP status here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from raylane.cluster.config import Config, ModelConfig
+from raylane.cluster.errors import EngineError, InvalidRequest, JobLost, RaylaneError
+from raylane.cluster.messages import (
+    ChatPrompt,
+    Delta,
+    Done,
+    Embeddings,
+    Job,
+    Message,
+    SamplingParams,
+    TextPrompt,
+)
+from raylane.router.admission import Ticket
+from raylane.router.errors import ollama_error_body
+from raylane.router.jobs import JobEvent, JobRunner, Restart
+from raylane.router.ollama_protocol import (
+    Generative,
+    OllamaChatRequest,
+    OllamaGenerateRequest,
+    OllamaMessage,
+    OllamaOptions,
+)
+from raylane.router.protocol import EmbeddingRequest, Sampling
+from raylane.router.requests import embedding_job, prompt_job, sampling
+
+_json = msgspec.json.Encoder()
+
+NEUTRAL_OPTIONS = {"top_k": 0, "min_p": 0.0, "typical_p": 1.0, "repeat_penalty": 1.0,
+                   "mirostat": 0}
+"""Sampler options raylane accepts only at the value that switches them off."""
+
+
+def served_name(config: Config, name: str) -> str:
+    """`name` as the config knows it: Ollama clients may add the default tag `:latest`."""
+    if config.model(name) is None and name.endswith(":latest"):
+        return name.removesuffix(":latest")
+    return name
+
+
+def options_sampling(options: OllamaOptions | None, cap: int | None) -> SamplingParams:
+    """The SamplingParams of Ollama `options`, checked as the OpenAI API checks its own."""
+    o = options or OllamaOptions()
+    for name, neutral in NEUTRAL_OPTIONS.items():
+        value = getattr(o, name)
+        if value is not None and value != neutral:
+            raise InvalidRequest(f"options.{name} is not supported (raylane samples with "
+                                 f"OpenAI's parameters); send {neutral} or leave it out.",
+                                 param=f"options.{name}")
+    if o.num_predict == 0:
+        raise InvalidRequest("options.num_predict must be positive, or -1 for the model's "
+                             "limit.", param="options.num_predict")
+    max_tokens = o.num_predict if o.num_predict and o.num_predict > 0 else None
+    if cap is not None and max_tokens is not None and max_tokens > cap:
+        raise InvalidRequest(f"options.num_predict is {max_tokens}, more than the {cap} this "
+                             "model allows per request.", param="options.num_predict")
+    req = Sampling(model="", temperature=o.temperature, top_p=o.top_p, stop=o.stop,
+                   seed=o.seed, presence_penalty=o.presence_penalty,
+                   frequency_penalty=o.frequency_penalty)
+    return sampling(req, max_tokens, cap)
+
+
+def chat_job(req: OllamaChatRequest, ticket: Ticket, reply_to: str) -> Job:
+    """The job of an `/api/chat` request."""
+    _check_generative(req)
+    _refuse(bool(req.tools), "tools", "Tool calling is not supported.")
+    messages = [_message(m, i) for i, m in enumerate(req.messages)]
+    params = options_sampling(req.options, ticket.model.max_tokens)
+    return prompt_job(ticket, "chat", ChatPrompt(messages=messages), params, reply_to)
+
+
+def generate_job(req: OllamaGenerateRequest, ticket: Ticket, reply_to: str) -> Job:
+    """The job of an `/api/generate` request: the prompt as a user turn, or `raw` as it is."""
+    _check_generative(req)
+    for name in ("suffix", "template", "context", "images", "width", "height", "steps"):
+        _refuse(bool(getattr(req, name)), name, f"{name} is not supported.")
+    params = options_sampling(req.options, ticket.model.max_tokens)
+    if req.raw:
+        _refuse(bool(req.system), "system", "system does not apply to a raw prompt.")
+        return prompt_job(ticket, "completion", TextPrompt(req.prompt), params, reply_to)
+    messages = [Message(role="system", content=req.system)] if req.system else []
+    messages.append(Message(role="user", content=req.prompt))
+    return prompt_job(ticket, "chat", ChatPrompt(messages=messages), params, reply_to)
+
+
+def embed_job(inputs: str | list[str], dimensions: int | None, ticket: Ticket,
+              reply_to: str) -> Job:
+    """The job of an `/api/embed` (or legacy `/api/embeddings`) request."""
+    texts: list[str | int | list[int]] = [inputs] if isinstance(inputs, str) else [*inputs]
+    req = EmbeddingRequest(model=ticket.model.name, input=texts, dimensions=dimensions)
+    return embedding_job(req, ticket, reply_to)
+
+
+def _check_generative(req: Generative) -> None:
+    _refuse(req.format not in (None, ""), "format", "Structured output (format) is not "
+            "supported.")
+    _refuse(req.think not in (None, False), "think", "Thinking is not supported by the "
+            "served models; send false or leave it out.")
+    _refuse(bool(req.logprobs) or bool(req.top_logprobs), "logprobs",
+            "logprobs are not supported.")
+
+
+def _message(m: OllamaMessage, index: int) -> Message:
+    where = f"messages[{index}]"
+    _refuse(bool(m.images), f"{where}.images", "Images are not supported.")
+    _refuse(bool(m.thinking), f"{where}.thinking", "Thinking is not supported.")
+    _refuse(bool(m.tool_calls), f"{where}.tool_calls", "Tool calling is not supported.")
+    return Message(role=m.role, content=m.content, name=m.tool_name)
+
+
+def _refuse(condition: bool, param: str, message: str) -> None:
+    if condition:
+        raise InvalidRequest(message, param=param)
+
+
+def created_at() -> str:
+    """Now, as Ollama writes times (RFC 3339, UTC)."""
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class _Progress:
+    text: list[str] = field(default_factory=list)
+    sent: bool = False
+    first: float | None = None
+    """When the first text (or the end) came: the prompt was read by then."""
+
+
+@dataclass
+class OllamaGeneration:
+    """One `/api/chat` (`chat`) or `/api/generate` request in flight."""
+
+    runner: JobRunner
+    job: Job
+    model: ModelConfig
+    name: str
+    """The model as the request named it; Ollama echoes it."""
+    chat: bool
+    started: float = field(default_factory=time.monotonic)
+
+    async def collect(self) -> dict:
+        """Wait for the whole answer."""
+        progress = _Progress()
+        async for _, job_event in self.runner.run([self.job], self.model):
+            event = _text_only(job_event)
+            if isinstance(event, Restart):
+                progress.text.clear()  # nothing reached the client: retry transparently
+                continue
+            progress.first = progress.first or time.monotonic()
+            progress.text.append(event.text)
+            if isinstance(event, Done):
+                return self._final(event, "".join(progress.text), progress)
+        raise JobLost("The job ended without an answer.")
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """Start the stream; raises (as an HTTP error) if it fails before any text."""
+        events = self.runner.run([self.job], self.model)
+        first = await anext(events)
+        return self._lines(first[1], events)
+
+    async def _lines(
+        self, first: JobEvent, rest: AsyncGenerator[tuple[int, JobEvent], None]
+    ) -> AsyncIterator[bytes]:
+        progress = _Progress()
+        try:
+            for line in self._step(progress, first):
+                yield line
+            async for _, event in rest:
+                for line in self._step(progress, event):
+                    yield line
+        except RaylaneError as exc:
+            yield _line(ollama_error_body(exc))
+        finally:
+            await rest.aclose()
+
+    def _step(self, progress: _Progress, job_event: JobEvent) -> list[bytes]:
+        event = _text_only(job_event)
+        if isinstance(event, Restart):
+            if progress.sent:
+                raise JobLost("The worker generating this response was lost after part of it "
+                              "was sent; the response is incomplete. Retry the request.")
+            return []
+        progress.first = progress.first or time.monotonic()
+        out = []
+        if event.text:
+            progress.sent = True
+            out.append(_line(self._piece(event.text)))
+        if isinstance(event, Done):
+            out.append(_line(self._final(event, "", progress)))
+        return out
+
+    def _piece(self, text: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.name, "created_at": created_at()}
+        if self.chat:
+            body["message"] = {"role": "assistant", "content": text}
+        else:
+            body["response"] = text
+        body["done"] = False
+        return body
+
+    def _final(self, done: Done, text: str, progress: _Progress) -> dict[str, Any]:
+        now = time.monotonic()
+        first = progress.first or now
+        body = self._piece(text)
+        body.update(done=True, done_reason=done.finish_reason,
+                    total_duration=_ns(now - self.started), load_duration=0,
+                    prompt_eval_count=done.prompt_tokens,
+                    prompt_eval_duration=_ns(first - self.started),
+                    eval_count=done.completion_tokens, eval_duration=_ns(now - first))
+        return body
+
+
+def loaded(name: str, chat: bool) -> dict[str, Any]:
+    """The answer to an empty prompt or conversation: Ollama's way to load a model."""
+    body: dict[str, Any] = {"model": name, "created_at": created_at()}
+    if chat:
+        body["message"] = {"role": "assistant", "content": ""}
+    else:
+        body["response"] = ""
+    body.update(done=True, done_reason="load")
+    return body
+
+
+def _text_only(event: JobEvent) -> Delta | Done | Restart:
+    if isinstance(event, Embeddings):  # a worker out of step with this router's contract
+        raise EngineError("A worker answered a completion request with embeddings.")
+    return event
+
+
+def _ns(seconds: float) -> int:
+    return max(0, int(seconds * 1e9))
+
+
+def _line(body: dict) -> bytes:
+    return _json.encode(body) + b"\n"

@@ -1,0 +1,240 @@
+"""The Anthropic Messages API without a cluster: bodies, refusals, answers and events.
+
+What `anthropic.py` builds is checked against `schemas.py` field for field (the
+response Structs forbid unknown fields), with a scripted runner in place of the queue.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Sequence
+
+import msgspec
+import pytest
+
+from raylane.cluster.config import Config, ModelConfig, PoolConfig
+from raylane.cluster.errors import (
+    EngineError,
+    InvalidRequest,
+    ModelNotFound,
+    QueueFull,
+    RaylaneError,
+    RequestTimeout,
+    ServiceUnavailable,
+)
+from raylane.cluster.messages import ChatPrompt, Delta, Done, Job
+from raylane.router import schemas
+from raylane.router.admission import admit
+from raylane.router.anthropic import MessageRun, message_id
+from raylane.router.anthropic_protocol import MessagesRequest
+from raylane.router.errors import anthropic_error_body, error_response
+from raylane.router.jobs import JobEvent, Restart
+from raylane.router.requests import decode, message_job
+from raylane.workers.stops import StopMatcher
+
+MODEL = ModelConfig(name="m", pools=[PoolConfig(backend="sim")])
+CONFIG = Config(models=[MODEL])
+
+
+def body(**fields: object) -> bytes:
+    return json.dumps({"model": "m", "max_tokens": 8,
+                       "messages": [{"role": "user", "content": "hi"}], **fields}).encode()
+
+
+def job(raw: bytes) -> Job:
+    req = decode(raw, MessagesRequest)
+    ticket = admit(CONFIG, req.model, req.priority, {}, "message")
+    return message_job(req, ticket, "inbox")
+
+
+def refused(raw: bytes) -> InvalidRequest:
+    with pytest.raises(InvalidRequest) as error:
+        job(raw)
+    return error.value
+
+
+def test_system_prompt_and_text_blocks_become_chat_messages() -> None:
+    made = job(body(system=[{"type": "text", "text": "Be "}, {"type": "text", "text": "brief."}],
+                    messages=[{"role": "user", "content": [{"type": "text", "text": "a"},
+                                                           {"type": "text", "text": "b"}]},
+                              {"role": "assistant", "content": "c"}],
+                    temperature=0.5, top_p=0.9, stop_sequences=["\n\n"], metadata={"user_id": "u"}))
+    assert isinstance(made.prompt, ChatPrompt)
+    assert [(m.role, m.content) for m in made.prompt.messages] == [
+        ("system", "Be brief."), ("user", "ab"), ("assistant", "c")]
+    assert (made.params.max_tokens, made.params.temperature, made.params.top_p) == (8, 0.5, 0.9)
+    assert made.params.stop == ["\n\n"]
+    assert made.request_id.startswith("msg-") and made.kind == "chat"
+
+
+def test_without_a_system_prompt_only_the_messages_are_sent() -> None:
+    made = job(body())
+    assert isinstance(made.prompt, ChatPrompt)
+    assert [m.role for m in made.prompt.messages] == ["user"]
+    assert made.params.temperature == 1.0
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"max_tokens": None}, "max_tokens"),
+        ({"temperature": 1.5}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "user", "content": [{"type": "video"}]}]},
+         "messages[0].content[0].type"),
+        ({"messages": [{"role": "user", "content": [{"type": "text", "text": "x", "k": 1}]}]},
+         "messages[0].content[0].k"),
+        ({"system": [{"type": "image"}]}, "system[0].type"),
+        ({"frobnicate": True}, "frobnicate"),
+    ],
+)
+def test_bad_fields_are_named(fields: dict, param: str) -> None:
+    raw = json.loads(body())
+    raw.update(fields)
+    if fields.get("max_tokens", 0) is None:
+        del raw["max_tokens"]
+    assert refused(json.dumps(raw).encode()).param == param
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"tools": [{"name": "f", "input_schema": {}}]}, "tools"),
+        ({"tool_choice": {"type": "auto"}}, "tool_choice"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking"),
+        ({"top_k": 40}, "top_k"),
+        ({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "look"},
+            {"type": "image", "source": {"type": "base64", "data": "..."}}]}]},
+         "messages[0].content[1].type"),
+    ],
+)
+def test_what_raylane_cannot_honour_is_refused_by_name(fields: dict, param: str) -> None:
+    error = refused(body(**fields))
+    assert error.param == param and error.status == 400
+    assert param.split("[")[0].split(".")[-1] in error.message or "image" in error.message
+
+
+class Script:
+    """A runner that replays job events (and then, optionally, raises)."""
+
+    def __init__(self, events: Sequence[JobEvent], error: RaylaneError | None = None) -> None:
+        self.events = events
+        self.error = error
+
+    async def run(self, jobs: Sequence[Job], model: ModelConfig
+                  ) -> AsyncGenerator[tuple[int, JobEvent], None]:
+        for event in self.events:
+            yield 0, event
+        if self.error is not None:
+            raise self.error
+
+
+def message_run(events: Sequence[JobEvent], error: RaylaneError | None = None) -> MessageRun:
+    return MessageRun(runner=Script(events, error), job=job(body()),  # type: ignore[arg-type]
+                      model=MODEL, id=message_id("msg-abc"))
+
+
+def done(finish: str = "stop", stop: str | None = None, text: str = "") -> Done:
+    return Done(finish_reason=finish, prompt_tokens=7, completion_tokens=3,  # type: ignore[arg-type]
+                text=text, stop=stop)
+
+
+ANSWER: list[JobEvent] = [Delta(text="Hel", tokens=1), Restart(attempt=2),
+                          Delta(text="Hello", tokens=1), Delta(text=" there", tokens=1)]
+
+
+@pytest.mark.parametrize(
+    ("end", "reason", "sequence"),
+    [(done(), "end_turn", None), (done("length"), "max_tokens", None),
+     (done(stop="\n"), "stop_sequence", "\n")],
+)
+async def test_the_whole_message_matches_its_schema(end: Done, reason: str,
+                                                    sequence: str | None) -> None:
+    message = msgspec.convert(await message_run([*ANSWER, end]).collect(), schemas.Message)
+    assert message.id == "msg_abc" and message.model == "m"
+    assert message.content == [schemas.TextContent(type="text", text="Hello there")]
+    assert (message.stop_reason, message.stop_sequence) == (reason, sequence)
+    assert message.usage == schemas.MessageUsage(input_tokens=7, output_tokens=3)
+
+
+async def events(run: MessageRun) -> list[tuple[str, schemas.StreamEvent]]:
+    out = []
+    async for raw in await run.stream():
+        head, data, blank = raw.decode().split("\n", 2)
+        assert head.startswith("event: ") and data.startswith("data: ") and blank == "\n"
+        event = msgspec.json.decode(data.removeprefix("data: "), type=schemas.MessageEvent)
+        out.append((head.removeprefix("event: "), event))
+    return out
+
+
+async def test_the_stream_is_anthropics_event_sequence() -> None:
+    sent = await events(message_run([*ANSWER[1:], done("length", text="!")]))
+    names = [name for name, _ in sent]
+    assert names == ["message_start", "content_block_start", "ping", "content_block_delta",
+                     "content_block_delta", "content_block_delta", "content_block_stop",
+                     "message_delta", "message_stop"]
+    assert all(name == event.__struct_config__.tag for name, event in sent)
+    texts = [e.delta.text for _, e in sent if isinstance(e, schemas.ContentBlockDelta)]
+    assert texts == ["Hello", " there", "!"]  # a retry before any text is invisible
+    end = sent[7][1]
+    assert isinstance(end, schemas.MessageDelta)
+    assert end.delta == schemas.StopDelta(stop_reason="max_tokens", stop_sequence=None)
+    assert end.usage == schemas.MessageUsage(input_tokens=7, output_tokens=3)
+
+
+async def test_a_failure_after_text_ends_the_stream_with_an_error_event() -> None:
+    run = message_run([Delta(text="Hi", tokens=1), Restart(attempt=2),
+                       Delta(text="Hi", tokens=1)])
+    sent = await events(run)
+    assert [name for name, _ in sent][-2:] == ["content_block_delta", "error"]
+    error = sent[-1][1]
+    assert isinstance(error, schemas.AnthropicError) and error.error.type == "api_error"
+    lost = await events(message_run([Delta(text="Hi", tokens=1)], RequestTimeout("late")))
+    assert lost[-1][1] == schemas.AnthropicError(
+        error=schemas.AnthropicErrorDetail(type="timeout_error", message="late"))
+
+
+async def test_a_failure_before_the_first_event_is_an_http_error() -> None:
+    with pytest.raises(ServiceUnavailable):
+        await message_run([], ServiceUnavailable("down")).stream()
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [(InvalidRequest("x"), "invalid_request_error"), (ModelNotFound("x"), "not_found_error"),
+     (QueueFull("x", retry_after=3), "rate_limit_error"), (EngineError("x"), "api_error"),
+     (ServiceUnavailable("x"), "overloaded_error"), (RequestTimeout("x"), "timeout_error")],
+)
+def test_errors_on_messages_take_anthropics_shape_and_the_same_status(
+    error: RaylaneError, kind: str
+) -> None:
+    response = error_response(error, "/v1/messages")
+    assert response.status_code == error_response(error, "/v1/chat/completions").status_code
+    answer = msgspec.json.decode(response.body, type=schemas.AnthropicError)
+    assert answer.error.type == kind
+    assert anthropic_error_body(error) == msgspec.json.decode(response.body)
+    if isinstance(error, QueueFull):
+        assert response.headers["retry-after"] == "3"
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [cls, *(sub for child in cls.__subclasses__() for sub in _subclasses(child))]
+
+
+@pytest.mark.parametrize("error", _subclasses(RaylaneError), ids=lambda c: c.__name__)
+def test_every_error_matches_the_anthropic_error_schema(error: type[RaylaneError]) -> None:
+    exc = error("m", retry_after=1) if issubclass(error, QueueFull) else error("m")
+    msgspec.convert(anthropic_error_body(exc), schemas.AnthropicError)
+    unrouted = RaylaneError("Method Not Allowed")
+    unrouted.status = 405
+    assert anthropic_error_body(unrouted)["error"]["type"] == "invalid_request_error"
+
+
+def test_the_stop_matcher_names_the_stop_string_it_cut_at() -> None:
+    stops = StopMatcher(["END", "\n"])
+    assert stops.feed("one\ntwo END") == "one"
+    assert stops.matched == "\n"
+    assert StopMatcher(["x"]).matched is None

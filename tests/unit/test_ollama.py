@@ -1,0 +1,186 @@
+"""The Ollama API without a cluster: what bodies are accepted or refused (by name), how
+they become jobs, and that every answer and stream line has its documented shape."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import msgspec
+import pytest
+
+from raylane.cluster.config import Config, ModelConfig, PoolConfig, QueueConfig
+from raylane.cluster.errors import InvalidRequest
+from raylane.cluster.messages import ChatPrompt, Delta, Done, Embeddings, TextPrompt
+from raylane.router import schemas
+from raylane.router.admission import admit
+from raylane.router.errors import ollama_error_body
+from raylane.router.jobs import Restart
+from raylane.router.ollama import OllamaGeneration, chat_job, generate_job, loaded, served_name
+from raylane.router.ollama_models import embed_response, not_managed, show, tags
+from raylane.router.ollama_protocol import OllamaChatRequest, OllamaGenerateRequest
+from raylane.router.requests import decode
+
+MODEL = ModelConfig(name="m", aliases=["alias"], max_tokens=100,
+                    queue=QueueConfig(timeout_s=20), pools=[PoolConfig(backend="sim")])
+CONFIG = Config(models=[MODEL])
+TICKET = admit(CONFIG, "m", None, {}, "chat")
+
+
+def body(**fields: object) -> bytes:
+    return json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                       **fields}).encode()
+
+
+def refused(raw: bytes) -> InvalidRequest:
+    with pytest.raises(InvalidRequest) as error:
+        chat_job(decode(raw, OllamaChatRequest), TICKET, "inbox")
+    return error.value
+
+
+def test_what_the_official_client_sends_is_accepted_and_streams_by_default() -> None:
+    sent = body(tools=[], stream=False, keep_alive="5m", think=False, format="",
+                options={"temperature": 0, "num_ctx": 2048, "top_k": 0, "repeat_penalty": 1})
+    req = decode(sent, OllamaChatRequest)
+    assert req.stream is False and decode(body(), OllamaChatRequest).stream is True
+    job = chat_job(req, TICKET, "inbox")
+    assert job.kind == "chat" and job.params.temperature == 0.0
+    assert isinstance(job.prompt, ChatPrompt) and job.prompt.messages[0].content == "hi"
+
+
+def test_options_map_to_sampling_parameters() -> None:
+    options = {"num_predict": 7, "top_p": 0.5, "seed": 3, "stop": ["x"],
+               "presence_penalty": 1.0, "frequency_penalty": -1.0, "temperature": 0.2}
+    params = chat_job(decode(body(options=options), OllamaChatRequest), TICKET, "i").params
+    assert (params.max_tokens, params.top_p, params.seed, params.stop) == (7, 0.5, 3, ["x"])
+    assert (params.presence_penalty, params.frequency_penalty) == (1.0, -1.0)
+    unlimited = chat_job(decode(body(options={"num_predict": -1}), OllamaChatRequest),
+                         TICKET, "i").params
+    assert unlimited.max_tokens is None and unlimited.limit == 100
+
+
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"options": {"top_k": 40}}, "options.top_k"),
+    ({"options": {"repeat_penalty": 1.1}}, "options.repeat_penalty"),
+    ({"options": {"mirostat": 2}}, "options.mirostat"),
+    ({"options": {"num_predict": 0}}, "options.num_predict"),
+    ({"options": {"num_predict": 101}}, "options.num_predict"),
+    ({"options": {"temperature": 3}}, "options.temperature"),
+    ({"options": {"tfs_z": 1}}, "options.tfs_z"),
+    ({"think": True}, "think"),
+    ({"format": "json"}, "format"),
+    ({"tools": [{"type": "function"}]}, "tools"),
+    ({"logprobs": True}, "logprobs"),
+    ({"messages": [{"role": "user", "content": "x", "images": ["aGk="]}]},
+     "messages[0].images"),
+    ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+    ({"surprise": 1}, "surprise"),
+])
+def test_what_would_change_the_answer_is_refused_by_name(fields: dict, param: str) -> None:
+    error = refused(body(**fields))
+    assert error.param == param and param in ollama_error_body(error)["error"]
+
+
+def test_generate_is_a_user_turn_or_with_raw_the_prompt_as_it_is() -> None:
+    def job(**fields: object) -> Any:
+        raw = json.dumps({"model": "m", "prompt": "The sky is", **fields}).encode()
+        return generate_job(decode(raw, OllamaGenerateRequest), TICKET, "inbox")
+
+    turn = job(system="Be brief.")
+    assert turn.kind == "chat"
+    assert [(m.role, m.content) for m in turn.prompt.messages] == [
+        ("system", "Be brief."), ("user", "The sky is")]
+    raw = job(raw=True)
+    assert raw.kind == "completion" and raw.prompt == TextPrompt("The sky is")
+    for field, value in (("suffix", "end"), ("template", "{{ .Prompt }}"), ("context", [1]),
+                         ("images", ["aGk="])):
+        with pytest.raises(InvalidRequest) as error:
+            job(**{field: value})
+        assert error.value.param == field
+
+
+def test_the_latest_tag_names_the_model() -> None:
+    assert served_name(CONFIG, "alias:latest") == "alias"
+    assert served_name(CONFIG, "m") == "m" and served_name(CONFIG, "x:7b") == "x:7b"
+
+
+class FakeRunner:
+    """Replays a job's events as `JobRunner.run` yields them."""
+
+    def __init__(self, events: list[Any]) -> None:
+        self.events = events
+
+    async def run(self, jobs: list, model: ModelConfig) -> AsyncIterator[tuple[int, Any]]:
+        for event in self.events:
+            yield 0, event
+
+
+DONE = Done(finish_reason="length", prompt_tokens=5, completion_tokens=3, text="!")
+
+
+def generation(events: list[Any], chat: bool = True) -> OllamaGeneration:
+    job = chat_job(decode(body(), OllamaChatRequest), TICKET, "inbox")
+    return OllamaGeneration(FakeRunner(events), job, MODEL, "alias", chat)  # type: ignore[arg-type]
+
+
+async def lines(run: OllamaGeneration) -> list[dict]:
+    return [json.loads(line) async for line in await run.stream()]
+
+
+async def test_a_whole_answer_has_ollamas_shape() -> None:
+    answer = await generation([Delta(text="Hi", tokens=1), DONE]).collect()
+    assert answer["message"] == {"role": "assistant", "content": "Hi!"}
+    assert (answer["done"], answer["done_reason"], answer["eval_count"]) == (True, "length", 3)
+    assert answer["prompt_eval_count"] == 5 and answer["model"] == "alias"
+    msgspec.convert(answer, schemas.OllamaChatResponse)
+    text = await generation([Delta(text="Hi", tokens=1), DONE], chat=False).collect()
+    assert text["response"] == "Hi!"
+    msgspec.convert(text, schemas.OllamaGenerateResponse)
+
+
+async def test_a_stream_is_pieces_then_the_counts() -> None:
+    out = await lines(generation([Delta(text="Hi", tokens=1), Delta(text="", tokens=0), DONE]))
+    assert [line["done"] for line in out] == [False, False, True]
+    assert "".join(line["message"]["content"] for line in out) == "Hi!"
+    assert out[-1]["done_reason"] == "length" and out[-1]["total_duration"] >= 0
+    for line in out:
+        msgspec.convert(line, schemas.OllamaChatResponse)
+
+
+async def test_a_worker_lost_before_any_text_is_retried_unseen() -> None:
+    events = [Delta(text="lost", tokens=1), Restart(attempt=2), Delta(text="Hi", tokens=1), DONE]
+    assert (await generation(events).collect())["message"]["content"] == "Hi!"
+    out = await lines(generation([Restart(attempt=2), Delta(text="Hi", tokens=1), DONE]))
+    assert "".join(line["message"]["content"] for line in out) == "Hi!"
+
+
+async def test_a_worker_lost_after_text_ends_the_stream_with_an_error_line() -> None:
+    out = await lines(generation([Delta(text="Hi", tokens=1), Restart(attempt=2),
+                                  Delta(text="Hi", tokens=1), DONE]))
+    assert out[0]["message"]["content"] == "Hi" and len(out) == 2
+    assert "incomplete" in out[1]["error"]
+    msgspec.convert(out[1], schemas.OllamaError)
+
+
+def test_loading_answers_and_errors_match_their_schemas() -> None:
+    msgspec.convert(loaded("m", True), schemas.OllamaChatResponse)
+    msgspec.convert(loaded("m", False), schemas.OllamaGenerateResponse)
+    error = ollama_error_body(not_managed("Pulling a model"))
+    assert "cluster config" in error["error"]
+    msgspec.convert(error, schemas.OllamaError)
+
+
+def test_model_answers_match_their_schemas() -> None:
+    state = SimpleNamespace(config=CONFIG, started=0)
+    listed = tags(state)  # type: ignore[arg-type]
+    assert [m["name"] for m in listed["models"]] == ["m", "alias"]
+    assert listed["models"][1]["details"]["parent_model"] == "m"
+    msgspec.convert(listed, schemas.OllamaTags)
+    msgspec.convert(show(state, "alias"), schemas.OllamaShow)  # type: ignore[arg-type]
+    vectors = Embeddings(vectors=b"\0\0\x80\x3f" * 2, dim=1,
+                         prompt_tokens=2)
+    answer = embed_response(vectors, "m", 10)
+    assert answer["embeddings"] == [[1.0], [1.0]]
+    msgspec.convert(answer, schemas.OllamaEmbedResponse)
