@@ -1,5 +1,5 @@
 """The `raylane` command: serve a config, deploy it to a Ray cluster (or write its Serve
-config), show a running cluster's status, check a config."""
+config), show a running cluster's status, check a config, manage API keys."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from raylane.cluster.config import load_config
+from raylane.cluster.keys_cli import add_keys_command, run_keys
 from raylane.cluster.yamlpos import ConfigError
 
 
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate a config file and exit")
     check.add_argument("config")
     _add_ship_commands(commands)
+    add_keys_command(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
@@ -39,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
             return _status(args)
         if args.command in ("build", "deploy"):
             return _ship(args)
+        if args.command == "keys":
+            return run_keys(args)
         load_config(args.config)
         print(f"{args.config}: ok")
         return 0

@@ -52,6 +52,11 @@ class PoolReplicas(Replicas, kw_only=True, frozen=True):
     stops."""
 
 
+class CorsConfig(Base, kw_only=True, frozen=True):
+    allow_origins: list[str] = []
+    """Origins browsers may call the API from (`*` for any); empty turns CORS off."""
+
+
 class RouterConfig(Base, kw_only=True, frozen=True):
     host: str = "127.0.0.1"
     """Address the HTTP proxy binds (0.0.0.0 to serve other hosts)."""
@@ -61,6 +66,16 @@ class RouterConfig(Base, kw_only=True, frozen=True):
     """Router replicas (each owns one Redis inbox)."""
     max_body_bytes: int = 4 * 1024 * 1024
     """Largest request body accepted; larger bodies get 413."""
+    cors: CorsConfig = CorsConfig()
+    """Cross-origin requests from browsers; off unless origins are listed."""
+
+
+class AuthConfig(Base, kw_only=True, frozen=True):
+    enabled: bool = False
+    """Require an API key (`raylane keys create`) on every route but /health."""
+    admin_key_env: str = "RAYLANE_ADMIN_KEY"
+    """Environment variable holding the admin key of the /admin routes (never the key
+    itself in YAML). Unset or empty: the /admin routes do not exist."""
 
 
 class QueueConfig(Base, kw_only=True, frozen=True):
@@ -126,6 +141,8 @@ class ModelConfig(Base, kw_only=True, frozen=True):
 class Config(Base, kw_only=True, frozen=True):
     redis: RedisConfig = RedisConfig()
     router: RouterConfig = RouterConfig()
+    auth: AuthConfig = AuthConfig()
+    """API keys, their limits and the admin routes."""
     models: list[ModelConfig]
     """Served models; at least one."""
 

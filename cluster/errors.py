@@ -3,10 +3,15 @@
     RaylaneError
     ├── InvalidRequest          the request is malformed or asks the impossible (400)
     │   └── ContextLengthExceeded   prompt + max_tokens exceed the model's context (400)
-    ├── ModelNotFound           no model or alias of that name is served (404)
+    ├── AuthenticationError     no API key, or an unknown or revoked one (401)
+    ├── PermissionDenied        the key may not use this model or route (403)
+    ├── NotFound                no such thing (404)
+    │   └── ModelNotFound           no model or alias of that name is served (404)
     ├── PayloadTooLarge         the body exceeds the router's limit (413)
     ├── QueueFull               the model's queue is at its bound; retry later (429)
-    │   └── WaitExceedsDeadline     the estimated queue wait exceeds the deadline (429)
+    │   ├── WaitExceedsDeadline     the estimated queue wait exceeds the deadline (429)
+    │   ├── RateLimited             the key's requests or tokens per minute are spent (429)
+    │   └── InsufficientQuota       the key's token budget cannot cover max_tokens (429)
     ├── RequestTimeout          the deadline passed (504)
     │   └── QueueTimeout            ... before any worker started the job
     ├── ServiceUnavailable      Redis or every worker is unreachable (503)
@@ -42,9 +47,25 @@ class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
 
 
-class ModelNotFound(RaylaneError):
+class AuthenticationError(RaylaneError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(RaylaneError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class NotFound(RaylaneError):
     status = 404
     type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
@@ -66,6 +87,16 @@ class QueueFull(RaylaneError):
 
 class WaitExceedsDeadline(QueueFull):
     code = "wait_exceeds_deadline"
+
+
+class RateLimited(QueueFull):
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class InsufficientQuota(QueueFull):
+    type = "insufficient_quota"
+    code = "insufficient_quota"
 
 
 class RequestTimeout(RaylaneError):

@@ -77,3 +77,19 @@ class Keys:
     def scale(self, model: str) -> str:
         """Hash of pool name -> the autoscaling policy's last decision for it (JSON)."""
         return f"{self.prefix}:scale:{model}"
+
+    def api_key(self, digest: str) -> str:
+        """Hash of one API key's record, named by the SHA-256 (hex) of the key."""
+        return f"{self.prefix}:apikey:{digest}"
+
+    def api_key_names(self) -> str:
+        """Hash of API key name -> the SHA-256 (hex) of its key (list and revoke by name)."""
+        return f"{self.prefix}:apikeys"
+
+    def key_limits(self, name: str) -> str:
+        """Hash of one key's token buckets (requests and tokens per minute) and budget."""
+        return f"{self.prefix}:keylimit:{name}"
+
+    def key_usage(self, name: str) -> str:
+        """Hash of one key's usage counters: requests, prompt_tokens, completion_tokens."""
+        return f"{self.prefix}:keyusage:{name}"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from raylane.cluster.config import Config, ModelConfig
 from raylane.cluster.errors import InvalidRequest, ModelNotFound
+from raylane.router.auth import check_model, key_priority
 
 PRIORITY_HEADER = "x-priority"
 TIMEOUT_HEADER = "x-request-timeout"
@@ -34,10 +35,10 @@ def admit(
     served = config.model(model)
     if served is None:
         raise ModelNotFound(f"The model '{model}' does not exist.", param="model")
+    check_model([served.name, *served.aliases], model)
     if priority is None:
         priority = _header_int(headers, PRIORITY_HEADER)
-    if priority is None:
-        priority = served.queue.default_priority
+    priority = key_priority(priority, served.queue.default_priority)
     timeout = _header_timeout(headers) or served.queue.timeout_s
     now = time.time()
     prefix = {"chat": "chatcmpl", "embedding": "embd", "message": "msg"}.get(kind, "cmpl")

@@ -1,7 +1,8 @@
 """HTTP route of the Anthropic Messages API: parse, hand to the logic, turn its answer into HTTP.
 
-The SDK's `anthropic-version` and `x-api-key` headers are accepted and not read
-(raylane has no keys); `X-Priority` and `X-Request-Timeout` work as on the OpenAI routes.
+The SDK's `anthropic-version` header is accepted and not read; its `x-api-key` is checked
+by `auth.AuthMiddleware` when keys are on. `X-Priority` and `X-Request-Timeout` work as
+on the OpenAI routes.
 """
 
 from __future__ import annotations

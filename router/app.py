@@ -5,8 +5,10 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
-from raylane.router import errors, openapi
+from raylane.router import auth, errors, openapi
+from raylane.router.admin_routes import admin_api
 from raylane.router.anthropic_routes import anthropic_api
 from raylane.router.ollama_routes import ollama_api
 from raylane.router.routes import api
@@ -21,7 +23,15 @@ def build_app(state: RouterState) -> FastAPI:
     app.include_router(api)
     app.include_router(anthropic_api)
     app.include_router(ollama_api)
+    if auth.admin_key(state.config) is not None:
+        app.include_router(admin_api)
     openapi.install(app)
+    app.add_middleware(auth.AuthMiddleware, store=state.key_store, config=state.config)
+    origins = state.config.router.cors.allow_origins
+    if origins:
+        # added last, so it runs first: preflights are answered before auth
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"],
+                           allow_headers=["*"])
     return app
 
 

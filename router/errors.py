@@ -35,7 +35,8 @@ def error_body(exc: RaylaneError) -> dict:
 
 ANTHROPIC_PATHS = ("/v1/messages",)
 ANTHROPIC_TYPES = {
-    400: "invalid_request_error", 404: "not_found_error", 413: "request_too_large",
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+    404: "not_found_error", 413: "request_too_large",
     429: "rate_limit_error", 503: "overloaded_error", 504: "timeout_error",
 }
 """Anthropic's error type for each status raylane answers with; otherwise

@@ -13,10 +13,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
 
+from raylane.cluster.apikeys import ApiKey
 from raylane.cluster.config import ModelConfig
 from raylane.cluster.errors import (
     ContextLengthExceeded,
@@ -28,6 +29,7 @@ from raylane.cluster.errors import (
     RequestTimeout,
     ServiceUnavailable,
 )
+from raylane.cluster.limits import KeyLimiter
 from raylane.cluster.messages import (
     Delta,
     Done,
@@ -40,6 +42,7 @@ from raylane.cluster.messages import (
     failure_decoder,
 )
 from raylane.cluster.queue import JobQueue
+from raylane.router.auth import current_key
 from raylane.router.capacity import Capacity
 from raylane.router.inbox import Inbox, InboxEvent
 
@@ -58,18 +61,44 @@ job), or a restart."""
 
 class JobRunner:
     def __init__(self, queue: JobQueue, inbox: Inbox,
-                 ready: Callable[[], None] = lambda: None) -> None:
+                 ready: Callable[[], None] = lambda: None,
+                 limiter: KeyLimiter | None = None) -> None:
         self.queue = queue
         self.inbox = inbox
         self.ready = ready
         """Raises ServiceUnavailable when the queue is known to be unreachable."""
         self.capacity = Capacity(queue)
+        self.limiter = limiter
+        """Takes the current API key's limits at admission and settles them at the end."""
 
     async def run(
         self, jobs: Sequence[Job], model: ModelConfig
     ) -> AsyncGenerator[tuple[int, JobEvent], None]:
         """Enqueue `jobs` (of `model`) and yield (index, event) until each has its Done (or
-        Embeddings)."""
+        Embeddings); with an API key, within its limits, settled however the run ends."""
+        key = current_key.get()
+        if key is None or self.limiter is None:
+            async for item in self._run(jobs, model):
+                yield item
+            return
+        meter = Meter(jobs=len(jobs), reserved=sum(reservation(job, model) for job in jobs))
+        try:
+            await self.limiter.admit(key, meter.reserved)
+        except (RedisError, OSError) as exc:
+            raise ServiceUnavailable(f"The key limits are unreachable: {exc}") from exc
+        try:
+            async for index, event in self._run(jobs, model):
+                meter.count(index, event)
+                if meter.finished:
+                    # before the last event: a caller may stop listening once it has it
+                    await _settle_quietly(self.limiter, key, meter)
+                yield index, event
+        finally:
+            await _settle_quietly(self.limiter, key, meter)
+
+    async def _run(
+        self, jobs: Sequence[Job], model: ModelConfig
+    ) -> AsyncGenerator[tuple[int, JobEvent], None]:
         self.ready()
         waiters = [self.inbox.register(job.id) for job in jobs]
         pending = set(range(len(jobs)))
@@ -194,6 +223,66 @@ async def _merge(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def reservation(job: Job, model: ModelConfig) -> int:
+    """Tokens a job may generate at most: what its key's budget reserves for it."""
+    if job.kind == "embedding":
+        return 0
+    return job.params.max_tokens or job.params.limit or model.max_tokens or DEFAULT_RESERVE
+
+
+DEFAULT_RESERVE = 4096
+"""Tokens reserved for a job that sets no max_tokens on a model with no cap."""
+
+
+@dataclass
+class Meter:
+    """Tokens one request used, per job, as its events arrive."""
+
+    jobs: int
+    reserved: int
+    prompt: dict[int, int] = field(default_factory=dict)
+    completion: dict[int, int] = field(default_factory=dict)
+    ended: set[int] = field(default_factory=set)
+    settled: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return len(self.ended) == self.jobs
+
+    def count(self, index: int, event: JobEvent) -> None:
+        if isinstance(event, Done | Embeddings):
+            self.ended.add(index)
+        if isinstance(event, Restart):
+            self.completion[index] = 0
+        elif isinstance(event, Done):
+            self.prompt[index] = event.prompt_tokens
+            self.completion[index] = event.completion_tokens
+        elif isinstance(event, Embeddings):
+            self.prompt[index] = event.prompt_tokens
+        else:
+            self.completion[index] = self.completion.get(index, 0) + event.tokens
+
+    @property
+    def used(self) -> int:
+        return sum(self.completion.values())
+
+
+async def _settle_quietly(limiter: KeyLimiter, key: ApiKey, meter: Meter) -> None:
+    """Refund and count a request (once) even while the caller itself is being cancelled."""
+    if meter.settled:
+        return
+    meter.settled = True
+
+    async def settle() -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await limiter.settle(key, meter.reserved - meter.used, sum(meter.prompt.values()),
+                                 meter.used)
+
+    task = asyncio.ensure_future(settle())
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.shield(task)
 
 
 async def _cancel_quietly(queue: JobQueue, job_ids: list[str]) -> None:

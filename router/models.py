@@ -7,6 +7,7 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from raylane.cluster.errors import ModelNotFound, ServiceUnavailable
+from raylane.router.auth import check_model, current_key
 from raylane.router.state import RouterState
 
 _json = msgspec.json.Encoder()
@@ -18,8 +19,12 @@ def json_response(body: object, status: int = 200) -> Response:
 
 def model_list(state: RouterState) -> dict:
     cards = []
+    key = current_key.get()
     for model in state.config.models:
-        for name in (model.name, *model.aliases):
+        names = [model.name, *model.aliases]
+        if key is not None and not key.allows(names):
+            continue  # as OpenAI: a key lists only the models it may use
+        for name in names:
             cards.append(_card(state, name, model.name))
     return {"object": "list", "data": cards}
 
@@ -28,6 +33,7 @@ def model_card(state: RouterState, name: str) -> dict:
     model = state.config.model(name)
     if model is None:
         raise ModelNotFound(f"The model '{name}' does not exist.", param="model")
+    check_model([model.name, *model.aliases], name)
     return _card(state, name, model.name)
 
 

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from raylane.cluster.apikeys import KeyStore
 from raylane.cluster.config import Config
 from raylane.cluster.keys import Keys
+from raylane.cluster.limits import KeyLimiter
 from raylane.cluster.queue import JobQueue
 from raylane.cluster.redis_client import connect
 from raylane.router.inbox import Inbox
@@ -28,6 +30,7 @@ class RouterState:
     keeper: Keeper
     router_id: str
     started: int
+    key_store: KeyStore
 
     @classmethod
     async def open(cls, config: Config, redis_url: str, prefix: str) -> RouterState:
@@ -40,9 +43,9 @@ class RouterState:
         keeper = Keeper(config, queue, inbox)
         await inbox.start()
         await keeper.start()
-        runner = JobRunner(queue, inbox, keeper.check)
+        runner = JobRunner(queue, inbox, keeper.check, KeyLimiter(redis, keys))
         return cls(config, redis, keys, queue, inbox, runner, keeper, router_id,
-                   int(time.time()))
+                   int(time.time()), KeyStore(redis, keys))
 
     @property
     def reply_to(self) -> str:
