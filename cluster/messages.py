@@ -60,6 +60,11 @@ class SamplingParams(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     seed: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    json_object: bool = False
+    """The answer must be one JSON object (`response_format` `json_object`)."""
+    json_schema: str | None = None
+    """The JSON Schema (as JSON text) the answer must match (`response_format`
+    `json_schema`); the router has checked it is a valid schema."""
 
 
 class Job(msgspec.Struct, kw_only=True, frozen=True):

@@ -79,6 +79,8 @@ class Generation:
     request_id: str
     model: ModelConfig
     include_usage: bool = False
+    n: int = 1
+    """Answers per prompt: jobs come in groups of `n` that share a prompt."""
     created: int = field(default_factory=lambda: int(time.time()))
 
     async def collect(self) -> dict:
@@ -98,7 +100,7 @@ class Generation:
         body["choices"] = [
             self.shape.final_choice(i, "".join(c.text), _finish(c)) for i, c in enumerate(choices)
         ]
-        body["usage"] = _usage(choices)
+        body["usage"] = _usage(choices, self.n)
         return body
 
     async def stream(self) -> AsyncIterator[bytes]:
@@ -125,7 +127,7 @@ class Generation:
         if self.include_usage:
             body = self._head(self.shape.chunk_name)
             body["choices"] = []
-            body["usage"] = _usage(choices)
+            body["usage"] = _usage(choices, self.n)
             yield _event(body)
         yield b"data: [DONE]\n\n"
 
@@ -175,8 +177,9 @@ def _finish(choice: _Choice) -> str:
     return choice.done.finish_reason if choice.done else "stop"
 
 
-def _usage(choices: list[_Choice]) -> dict[str, int]:
-    prompt = sum(c.done.prompt_tokens for c in choices if c.done)
+def _usage(choices: list[_Choice], n: int) -> dict[str, int]:
+    """Completion tokens of every choice; prompt tokens once per prompt, as OpenAI counts."""
+    prompt = sum(c.done.prompt_tokens for c in choices[::n] if c.done)
     completion = sum(c.done.completion_tokens for c in choices if c.done)
     return {"prompt_tokens": prompt, "completion_tokens": completion,
             "total_tokens": prompt + completion}

@@ -55,7 +55,9 @@ ERRORS: dict[int, str] = {
     413: "`payload_too_large`: the body exceeds `router.max_body_bytes`.",
     429: "`rate_limit_error`: code `queue_full` (the model's queue is at `queue.max_depth`) "
          "or `wait_exceeds_deadline` (the estimated wait exceeds the request's deadline); "
-         "`Retry-After` estimates the wait from the measured drain rate.",
+         "`Retry-After` estimates the wait from the measured drain rate. With API keys, "
+         "also `rate_limit_exceeded` (the key's requests or tokens per minute; "
+         "`Retry-After` is when enough refills) or `insufficient_quota` (its token budget).",
     500: "`server_error`: code `engine_error` (the engine failed) or `job_lost` (the request "
          "was lost with its workers); no code for an unexpected failure.",
     503: "`service_unavailable` / `unavailable`: Redis is unreachable.",

@@ -1,7 +1,7 @@
 """OpenAI request bodies as msgspec Structs: the exact shapes the router accepts.
 
 Fields the router honours are typed and bounded here; fields OpenAI clients
-commonly send with their neutral value (`n: 1`, `logprobs: false`, `user`) are
+commonly send with their neutral value (`logprobs: false`, `user`) are
 accepted; anything else is rejected with the field named, never ignored.
 Responses are built as plain dicts in the endpoint modules, in OpenAI's shape.
 """
@@ -22,6 +22,9 @@ Int64 = Annotated[int, Meta(ge=INT64_MIN, le=INT64_MAX)]
 MaxTokens = Annotated[int, Meta(ge=1, le=INT64_MAX)]
 Priority = Annotated[int, Meta(ge=-1_000_000, le=1_000_000)]
 Stop = str | Annotated[list[str], Meta(max_length=4)] | None
+MAX_N = 16
+Choices = Annotated[int, Meta(ge=1, le=MAX_N)]
+"""`n`: answers per prompt, each its own job (they count against the prompts limit)."""
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
@@ -54,8 +57,30 @@ class StreamOptions(Strict, kw_only=True):
     continuous_usage_stats: bool = False
 
 
-class ResponseFormat(Strict, kw_only=True):
-    type: Literal["text"]
+class TextFormat(Strict, kw_only=True, tag="text", tag_field="type"):
+    """Plain text (the default)."""
+
+
+class JsonObjectFormat(Strict, kw_only=True, tag="json_object", tag_field="type"):
+    """The answer is one JSON object (any keys)."""
+
+
+class JsonSchema(Strict, kw_only=True):
+    name: Annotated[str, Meta(pattern="^[a-zA-Z0-9_-]{1,64}$")]
+    description: str | None = None
+    schema: dict[str, Any] | None = None
+    """The JSON Schema the answer must match; absent, any JSON value."""
+    strict: bool | None = None
+    """Accepted either way: the engines always constrain decoding to the schema."""
+
+
+class JsonSchemaFormat(Strict, kw_only=True, tag="json_schema", tag_field="type"):
+    """The answer is JSON matching `json_schema.schema`."""
+
+    json_schema: JsonSchema
+
+
+ResponseFormat = TextFormat | JsonObjectFormat | JsonSchemaFormat
 
 
 class Sampling(Strict, kw_only=True):
@@ -71,7 +96,7 @@ class Sampling(Strict, kw_only=True):
     frequency_penalty: Penalty | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = 1
+    n: Choices = 1
     user: str | None = None
     priority: Priority | None = None
     """vLLM's extension: lower is more urgent."""

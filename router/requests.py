@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from typing import TypeVar
 
+import jsonschema
 import msgspec
 
 from raylane.cluster.errors import InvalidRequest
@@ -23,9 +25,13 @@ from raylane.router.admission import Ticket
 from raylane.router.anthropic_protocol import MessagesRequest, blocks_text
 from raylane.router.errors import invalid_body
 from raylane.router.protocol import (
+    INT64_MIN,
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
+    JsonObjectFormat,
+    JsonSchemaFormat,
+    ResponseFormat,
     Sampling,
 )
 
@@ -44,7 +50,6 @@ def decode(body: bytes, type_: type[T]) -> T:
 
 def sampling(req: Sampling, max_tokens: int | None, cap: int | None = None) -> SamplingParams:
     """The SamplingParams of a request, after checking what raylane cannot do yet."""
-    _unsupported(req.n != 1, "n", "Only n=1 is supported; send several requests instead.")
     if cap is not None and max_tokens is not None and max_tokens > cap:
         raise InvalidRequest(f"max_tokens is {max_tokens}, more than the {cap} this model "
                              "allows per request.", param="max_tokens")
@@ -67,8 +72,10 @@ def chat_jobs(req: ChatCompletionRequest, ticket: Ticket, reply_to: str) -> list
                  "logprobs are not supported.")
     _unsupported(bool(req.tools), "tools", "Tool calling is not supported.")
     params = sampling(req, req.max_completion_tokens or req.max_tokens, ticket.model.max_tokens)
+    params = _response_format(params, req.response_format)
     messages = [Message(role=m.role, content=m.text(), name=m.name) for m in req.messages]
-    return [_job(ticket, "chat", ChatPrompt(messages=messages), params, reply_to)]
+    prompt = ChatPrompt(messages=messages)
+    return [_job(ticket, "chat", prompt, p, reply_to) for p in _choices(params, req.n)]
 
 
 def message_job(req: MessagesRequest, ticket: Ticket, reply_to: str) -> Job:
@@ -93,9 +100,36 @@ def completion_jobs(req: CompletionRequest, ticket: Ticket, reply_to: str) -> li
     params = sampling(req, req.max_tokens or min(16, ticket.model.max_tokens or 16),
                       ticket.model.max_tokens)
     prompts = _prompts(req.prompt)
-    if len(prompts) > MAX_PROMPTS:
-        raise InvalidRequest(f"At most {MAX_PROMPTS} prompts per request.", param="prompt")
-    return [_job(ticket, "completion", p, params, reply_to) for p in prompts]
+    if len(prompts) * req.n > MAX_PROMPTS:
+        raise InvalidRequest(f"At most {MAX_PROMPTS} answers per request (prompts times n).",
+                             param="n" if req.n > 1 else "prompt")
+    # OpenAI's order: choice index = prompt index * n + i.
+    return [_job(ticket, "completion", prompt, p, reply_to)
+            for prompt in prompts for p in _choices(params, req.n)]
+
+
+def _response_format(params: SamplingParams, fmt: ResponseFormat | None) -> SamplingParams:
+    """Carry a JSON response format to the worker, after checking the schema is one."""
+    if isinstance(fmt, JsonObjectFormat):
+        return msgspec.structs.replace(params, json_object=True)
+    if not isinstance(fmt, JsonSchemaFormat):
+        return params
+    schema = fmt.json_schema.schema or {}
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise InvalidRequest(f"The JSON schema is not valid: {exc.message}",
+                             param="response_format.json_schema.schema") from None
+    return msgspec.structs.replace(params, json_schema=json.dumps(schema))
+
+
+def _choices(params: SamplingParams, n: int) -> list[SamplingParams]:
+    """The params of each of `n` answers to one prompt: with a seed, seed + i (wrapped into
+    int64), so the answers differ yet repeat."""
+    if n == 1 or params.seed is None:
+        return [params] * n
+    return [msgspec.structs.replace(params, seed=(params.seed + i - INT64_MIN) % 2**64 + INT64_MIN)
+            for i in range(n)]
 
 
 def embedding_job(req: EmbeddingRequest, ticket: Ticket, reply_to: str) -> Job:

@@ -49,10 +49,10 @@ async def _answer(state: RouterState, generation: Generation, stream: bool) -> R
     return models.json_response(await generation.collect())
 
 
-def _generation(state: RouterState, jobs: list, shape: Shape, ticket, include_usage: bool):
+def _generation(state: RouterState, jobs: list, shape: Shape, ticket, include_usage: bool,
+                n: int):
     return Generation(runner=state.runner, jobs=jobs, shape=shape, request_id=ticket.request_id,
-                      model=ticket.model,
-                      include_usage=include_usage)
+                      model=ticket.model, include_usage=include_usage, n=n)
 
 
 @api.post("/v1/chat/completions")
@@ -62,7 +62,8 @@ async def chat_completions(request: Request) -> Response:
     ticket = admit(state.config, req.model, req.priority, header_map(request.headers), "chat")
     jobs = chat_jobs(req, ticket, state.reply_to)
     usage = bool(req.stream_options and req.stream_options.include_usage)
-    return await _answer(state, _generation(state, jobs, ChatShape(), ticket, usage), req.stream)
+    generation = _generation(state, jobs, ChatShape(), ticket, usage, req.n)
+    return await _answer(state, generation, req.stream)
 
 
 @api.post("/v1/completions")
@@ -72,7 +73,7 @@ async def completions(request: Request) -> Response:
     ticket = admit(state.config, req.model, req.priority, header_map(request.headers), "text")
     jobs = completion_jobs(req, ticket, state.reply_to)
     usage = bool(req.stream_options and req.stream_options.include_usage)
-    generation = _generation(state, jobs, CompletionShape(), ticket, usage)
+    generation = _generation(state, jobs, CompletionShape(), ticket, usage, req.n)
     return await _answer(state, generation, req.stream)
 
 

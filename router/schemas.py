@@ -22,7 +22,7 @@ from msgspec import UNSET, UnsetType
 FinishReason = Literal["stop", "length"]
 ErrorType = Literal[
     "invalid_request_error", "rate_limit_error", "timeout_error", "service_unavailable",
-    "server_error",
+    "server_error", "permission_error", "insufficient_quota",
 ]
 
 
@@ -269,7 +269,7 @@ class ClusterStatus(Closed, kw_only=True):
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence"]
 AnthropicErrorType = Literal[
     "invalid_request_error", "not_found_error", "request_too_large", "rate_limit_error",
-    "api_error", "overloaded_error", "timeout_error",
+    "api_error", "overloaded_error", "timeout_error", "authentication_error", "permission_error",
 ]
 
 

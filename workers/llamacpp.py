@@ -48,6 +48,8 @@ class _Run:
     budget: int
     cancel: threading.Event
     report: Callable[[tuple[str, Any]], None]
+    grammar: Any = None
+    """A `LlamaGrammar` that constrains sampling (a JSON response format), or None."""
 
 
 class LlamaCppEngine:
@@ -102,7 +104,7 @@ class LlamaCppEngine:
             def report(item: tuple[str, Any]) -> None:
                 loop.call_soon_threadsafe(out.put_nowait, item)
 
-            run = _Run(tokens, params, budget, cancel, report)
+            run = _Run(tokens, params, budget, cancel, report, _grammar(params))
             future = loop.run_in_executor(self._threads, _generate, llm, run)
             async for item in _relay(out, run, len(tokens), params):
                 yield item
@@ -198,7 +200,7 @@ def _generate(llm: Any, run: _Run) -> None:
             run.tokens, top_k=0, top_p=params.top_p, min_p=0.0, typical_p=1.0,
             temp=params.temperature, repeat_penalty=1.0,
             frequency_penalty=params.frequency_penalty,
-            presence_penalty=params.presence_penalty, reset=True,
+            presence_penalty=params.presence_penalty, reset=True, grammar=run.grammar,
         ):
             if run.cancel.is_set():
                 run.report(("end", "aborted"))
@@ -214,6 +216,22 @@ def _generate(llm: Any, run: _Run) -> None:
                 return
     except Exception as exc:
         run.report(("error", exc))
+
+
+def _grammar(params: SamplingParams) -> Any:
+    """The grammar of a JSON response format: llama.cpp's JSON grammar (its root is an
+    object) or one converted from the schema; None for plain text."""
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    if params.json_schema is not None:
+        try:
+            return LlamaGrammar.from_json_schema(params.json_schema, verbose=False)
+        except Exception as exc:  # a schema feature the converter lacks: the request's fault
+            raise InvalidRequest(f"llama.cpp cannot follow this JSON schema: {exc}",
+                                 param="response_format.json_schema.schema") from exc
+    if params.json_object:
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    return None
 
 
 def _chat_formatter(llm: Any, template: str | None) -> Any:

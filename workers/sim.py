@@ -7,6 +7,10 @@ of the Engine interface, never a stand-in for testing the real engines.
 Its "tokens" are whitespace-separated words. It answers by cycling through the
 words of the prompt's last message, so every answer can be traced back to the
 request it belongs to. It honours max_tokens, stop strings and the context length.
+With a JSON response format it answers one minimal JSON value as a single token: `{}`
+for `json_object`; for a schema, the first of the words as one JSON string, `{}`, `[]`,
+`0`, `null`, `true` that the schema accepts, or an invalid-request error when none does
+(it does not search for an instance of an arbitrary schema).
 Its embeddings are unit vectors derived from the input's words: the same text always
 gets the same vector, and texts sharing words get similar ones.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
 import os
 import time
@@ -22,7 +27,7 @@ from collections.abc import AsyncIterator
 from typing import Literal
 
 from raylane.cluster.backends import SimOptions
-from raylane.cluster.errors import ContextLengthExceeded
+from raylane.cluster.errors import ContextLengthExceeded, InvalidRequest
 from raylane.cluster.messages import (
     ChatPrompt,
     Delta,
@@ -60,6 +65,9 @@ class SimEngine:
                                    params.limit)
         limit = min(budget, params.max_tokens or self.options.default_tokens)
         words = _answer_words(prompt)
+        structured = params.json_object or params.json_schema is not None
+        if structured:
+            words, limit = [_json_answer(words, params)], min(limit, 1)
         stops = StopMatcher(params.stop)
         start = time.monotonic() + self.options.ttft_s
         produced = 0
@@ -73,7 +81,7 @@ class SimEngine:
                 text = stops.feed(word if produced == 1 else f" {word}")
                 if text:
                     yield Delta(text=text, tokens=1)
-            natural = params.max_tokens is None and limit < budget
+            natural = structured or (params.max_tokens is None and limit < budget)
             finish: Literal["stop", "length"] = (
                 "stop" if stops.stopped or natural else "length")
             yield Done(finish_reason=finish, prompt_tokens=prompt_tokens,
@@ -112,6 +120,21 @@ def _answer_words(prompt: Prompt) -> list[str]:
     else:
         words = plain_text(prompt).split()
     return words or FILLER
+
+
+def _json_answer(words: list[str], params: SamplingParams) -> str:
+    """A minimal JSON answer the response format accepts (see the module docstring)."""
+    if params.json_schema is None:
+        return "{}"
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(json.loads(params.json_schema))
+    candidates: list[object] = [" ".join(words), {}, [], 0, None, True]
+    for value in candidates:
+        if validator.is_valid(value):
+            return json.dumps(value)
+    raise InvalidRequest("The sim engine has no answer for this JSON schema.",
+                         param="response_format.json_schema.schema")
 
 
 def _word_vector(words: list[str], dim: int) -> list[float]:

@@ -90,8 +90,8 @@ class VllmEngine:
         budget = completion_budget(len(tokens), params.max_tokens, self.context_length,
                                    params.limit)
         produced = 0
-        async for out in self._engine.generate(TokensPrompt(prompt_token_ids=tokens),
-                                               _sampling(params, budget), request_id):
+        async for out in self._outputs(TokensPrompt(prompt_token_ids=tokens),
+                                       _sampling(params, budget), request_id):
             step = out.outputs[0]
             produced += len(step.token_ids)
             if step.finish_reason is None:
@@ -106,6 +106,17 @@ class VllmEngine:
             yield Done(finish_reason=finish, prompt_tokens=len(tokens),
                        completion_tokens=produced, text=step.text, stop=matched)
             return
+
+    async def _outputs(self, prompt: Any, sampling: Any, request_id: str) -> AsyncIterator[Any]:
+        """vLLM's outputs; what vLLM refuses as the request's fault (say, a JSON schema its
+        grammar backend cannot compile) becomes InvalidRequest."""
+        from vllm.exceptions import VLLMClientError
+
+        try:
+            async for out in self._engine.generate(prompt, sampling, request_id):
+                yield out
+        except VLLMClientError as exc:
+            raise InvalidRequest(f"vLLM refused the request: {exc}") from exc
 
     def _tokens(self, prompt: Prompt, param: str = "prompt") -> list[int]:
         tokenizer = self._tokenizer
@@ -183,4 +194,15 @@ def _sampling(params: SamplingParams, budget: int) -> Any:
         n=1, output_kind=RequestOutputKind.DELTA, max_tokens=budget,
         temperature=params.temperature, top_p=params.top_p, stop=params.stop or None,
         seed=params.seed, presence_penalty=params.presence_penalty,
-        frequency_penalty=params.frequency_penalty)
+        frequency_penalty=params.frequency_penalty, structured_outputs=_structured(params))
+
+
+def _structured(params: SamplingParams) -> Any:
+    """vLLM's structured outputs for a JSON response format; None for plain text."""
+    from vllm.sampling_params import StructuredOutputsParams
+
+    if params.json_schema is not None:
+        return StructuredOutputsParams(json=params.json_schema)
+    if params.json_object:
+        return StructuredOutputsParams(json_object=True)
+    return None

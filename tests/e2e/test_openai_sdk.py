@@ -6,6 +6,7 @@ Generation tests run once per engine: llama.cpp (`smollm2-135m`) and vLLM on thi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -149,6 +150,74 @@ def test_streamed_completion_matches_the_whole_one(client: openai.OpenAI, model:
                                             temperature=0, stream=True))
     assert "".join(c.choices[0].text for c in chunks) == whole.choices[0].text
     assert chunks[-1].choices[0].finish_reason == "length"
+
+
+def test_n_gives_several_seeded_answers_with_usage_summed(
+    client: openai.OpenAI, model: str,
+) -> None:
+    story = [{"role": "user", "content": "Write a long story about the sea."}]
+    one = client.chat.completions.create(model=model, messages=story, max_tokens=1)
+    reply = client.chat.completions.create(model=model, messages=story, n=3, seed=11,
+                                           temperature=1.0, max_tokens=12)
+    assert [c.index for c in reply.choices] == [0, 1, 2]
+    assert [c.finish_reason for c in reply.choices] == ["length"] * 3
+    texts = [c.message.content for c in reply.choices]
+    assert len(set(texts)) > 1  # seed, seed + 1, seed + 2: different answers
+    assert reply.usage.prompt_tokens == one.usage.prompt_tokens  # once, as OpenAI counts
+    assert reply.usage.completion_tokens == 36
+    chunks = list(client.chat.completions.create(model=model, messages=story, n=3, seed=11,
+                                                 temperature=1.0, max_tokens=12, stream=True))
+    streamed = ["", "", ""]
+    roles = []
+    for chunk in chunks:
+        (choice,) = chunk.choices
+        streamed[choice.index] += choice.delta.content or ""
+        if choice.delta.role:
+            roles.append(choice.index)
+    # Each choice streams under its index, opening with the role and closing with a finish.
+    # (Not compared with `texts`: llama.cpp's seeded sampling shifts with its KV-cache
+    # reuse, so the same seed after a different previous request can differ.)
+    assert sorted(roles) == [0, 1, 2] and all(streamed) and len(set(streamed)) > 1
+    finishes = [c.choices[0].index for c in chunks if c.choices[0].finish_reason]
+    assert sorted(finishes) == [0, 1, 2]
+
+
+def test_completion_choices_are_indexed_prompt_by_prompt(
+    client: openai.OpenAI, model: str,
+) -> None:
+    one = client.completions.create(model=model, prompt="Grass is", max_tokens=5,
+                                    temperature=0)
+    many = client.completions.create(model=model, prompt=["The sky is", "Grass is"], n=2,
+                                     max_tokens=5, temperature=0)
+    assert [c.index for c in many.choices] == [0, 1, 2, 3]
+    assert many.choices[2].text == many.choices[3].text == one.choices[0].text
+    assert many.usage.completion_tokens == 20
+    assert many.usage.prompt_tokens == 3 + one.usage.prompt_tokens
+
+
+PERSON = {"type": "object", "additionalProperties": False, "required": ["name", "age"],
+          "properties": {"name": {"type": "string", "maxLength": 20}, "age": {"type": "integer"}}}
+
+
+def test_json_response_formats_are_followed(client: openai.OpenAI, model: str) -> None:
+    import jsonschema
+
+    question = [{"role": "user", "content": "Give the name and age of Ada (36) as a JSON object."}]
+    fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON,
+                                                  "strict": True}}
+    reply = client.chat.completions.create(model=model, messages=question, temperature=0,
+                                           max_tokens=80, response_format=fmt)  # type: ignore[arg-type]
+    jsonschema.validate(json.loads(reply.choices[0].message.content), PERSON)
+    color = [{"role": "user",
+              "content": 'Return a JSON object with one key, "color", naming a color.'}]
+    reply = client.chat.completions.create(model=model, messages=color, temperature=0,
+                                           max_tokens=80, response_format={"type": "json_object"})
+    assert isinstance(json.loads(reply.choices[0].message.content), dict)
+    bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 5}}}
+    with pytest.raises(openai.BadRequestError) as error:
+        client.chat.completions.create(model=model, messages=question,
+                                       response_format=bad)  # type: ignore[arg-type]
+    assert error.value.body["param"] == "response_format.json_schema.schema"  # type: ignore[index]
 
 
 def test_unknown_model_is_404(client: openai.OpenAI) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from array import array
 from collections.abc import AsyncIterator
@@ -234,3 +235,25 @@ async def test_embeddings_leave_generation_working(engine: LlamaCppEngine) -> No
     await engine.embed("between", [TextPrompt("some text")])
     after, _ = await generate(engine, chat("Name three colors."), temperature=0, max_tokens=12)
     assert after == before
+
+
+PERSON = {"type": "object", "additionalProperties": False, "required": ["name", "age"],
+          "properties": {"name": {"type": "string", "maxLength": 20}, "age": {"type": "integer"}}}
+
+
+async def test_json_response_formats_constrain_the_answer(engine: LlamaCppEngine) -> None:
+    import jsonschema
+
+    question = chat("Give the name and age of Ada (36) as a JSON object.")
+    text, done = await generate(engine, question, temperature=0, max_tokens=80,
+                                json_schema=json.dumps(PERSON))
+    assert done.finish_reason == "stop"
+    jsonschema.validate(json.loads(text), PERSON)
+    color = chat('Return a JSON object with one key, "color", naming a color.')
+    text, done = await generate(engine, color, temperature=0, max_tokens=80, json_object=True)
+    assert done.finish_reason == "stop" and isinstance(json.loads(text), dict)
+
+
+async def test_a_schema_llamacpp_cannot_follow_is_refused(engine: LlamaCppEngine) -> None:
+    with pytest.raises(InvalidRequest):
+        await generate(engine, chat("hi"), json_schema='{"type": "object", "$ref": "#/nope"}')

@@ -60,7 +60,7 @@ SERVED = [MODEL.name, *MODEL.aliases]
 
 # Options the router refuses with 400 (raylane does not support them yet); a body
 # without them, naming a served model, reaches the sim worker.
-REFUSED = ("n", "logit_bias", "tools", "logprobs", "top_logprobs", "echo", "best_of", "suffix",
+REFUSED = ("logit_bias", "tools", "logprobs", "top_logprobs", "echo", "best_of", "suffix",
            "tool_choice", "thinking", "top_k")
 # ... and on the Ollama API (as are `options` that switch on a sampler raylane lacks).
 REFUSED += ("think", "format", "images", "template", "context", "width", "height", "steps")

@@ -8,6 +8,7 @@ the module; both are started with `enforce_eager` so they load in seconds.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from array import array
@@ -180,3 +181,21 @@ async def test_tensor_parallel_3_on_this_cpu_answers_like_one_rank(engine: VllmE
             os.environ.pop("VLLM_CPU_OMP_THREADS_BIND")
         else:
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = bind
+
+
+PERSON = {"type": "object", "additionalProperties": False, "required": ["name", "age"],
+          "properties": {"name": {"type": "string", "maxLength": 20}, "age": {"type": "integer"}}}
+
+
+async def test_json_response_formats_constrain_the_answer(engine: VllmEngine) -> None:
+    import jsonschema
+
+    question = chat("Give the name and age of Ada (36) as a JSON object.")
+    text, done, _ = await generate(engine, question, temperature=0, max_tokens=80,
+                                   json_schema=json.dumps(PERSON))
+    assert done.finish_reason == "stop"
+    jsonschema.validate(json.loads(text), PERSON)
+    color = chat('Return a JSON object with one key, "color", naming a color.')
+    text, done, _ = await generate(engine, color, temperature=0, max_tokens=80,
+                                   json_object=True)
+    assert done.finish_reason == "stop" and isinstance(json.loads(text), dict)

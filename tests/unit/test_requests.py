@@ -100,13 +100,75 @@ def test_bad_completion_prompts_are_refused(prompt: object, message: str) -> Non
 
 @pytest.mark.parametrize(
     ("fields", "param"),
-    [({"n": 2}, "n"), ({"logprobs": True}, "logprobs"), ({"tools": [{"type": "function"}]},
-                                                         "tools"),
+    [({"logprobs": True}, "logprobs"), ({"tools": [{"type": "function"}]}, "tools"),
      ({"logit_bias": {"1": 5}}, "logit_bias")],
 )
 def test_features_not_served_yet_are_refused_not_ignored(fields: dict, param: str) -> None:
     req = decode(chat(**fields), ChatCompletionRequest)
     with pytest.raises(InvalidRequest) as error:
+        chat_jobs(req, admit(CONFIG, "m", None, {}, "chat"), "inbox")
+    assert error.value.param == param
+
+
+def test_n_makes_one_job_per_answer_with_its_own_seed() -> None:
+    ticket = admit(CONFIG, "m", None, {}, "chat")
+    jobs = chat_jobs(decode(chat(n=3, seed=7), ChatCompletionRequest), ticket, "inbox")
+    assert [j.params.seed for j in jobs] == [7, 8, 9]
+    assert len({j.id for j in jobs}) == 3 and jobs[0].prompt == jobs[2].prompt
+    unseeded = chat_jobs(decode(chat(n=2), ChatCompletionRequest), ticket, "inbox")
+    assert [j.params.seed for j in unseeded] == [None, None]
+    top = chat_jobs(decode(chat(n=2, seed=2**63 - 1), ChatCompletionRequest), ticket, "inbox")
+    assert [j.params.seed for j in top] == [2**63 - 1, -(2**63)]  # wraps within int64
+
+
+def test_completion_answers_are_ordered_prompt_by_prompt() -> None:
+    body = {"model": "m", "prompt": ["a", "b"], "n": 2, "seed": 1}
+    req = decode(json.dumps(body).encode(), CompletionRequest)
+    jobs = completion_jobs(req, admit(CONFIG, "m", None, {}, "text"), "inbox")
+    # OpenAI's choice index is prompt index * n + i: the job order is the choice order.
+    assert [(j.prompt, j.params.seed) for j in jobs] == [
+        (TextPrompt("a"), 1), (TextPrompt("a"), 2), (TextPrompt("b"), 1), (TextPrompt("b"), 2)]
+
+
+@pytest.mark.parametrize(("fields", "param"), [({"n": 0}, "n"), ({"n": 17}, "n")])
+def test_n_is_bounded(fields: dict, param: str) -> None:
+    assert refusal(chat(**fields)).param == param
+
+
+def test_prompts_times_n_count_against_the_prompts_limit() -> None:
+    body = {"model": "m", "prompt": ["p"] * 5, "n": 16}
+    req = decode(json.dumps(body).encode(), CompletionRequest)
+    with pytest.raises(InvalidRequest) as error:
+        completion_jobs(req, admit(CONFIG, "m", None, {}, "text"), "inbox")
+    assert error.value.param == "n"
+
+
+def test_json_response_formats_reach_the_job() -> None:
+    ticket = admit(CONFIG, "m", None, {}, "chat")
+    plain = chat_jobs(decode(chat(response_format={"type": "text"}), ChatCompletionRequest),
+                      ticket, "inbox")[0].params
+    assert (plain.json_object, plain.json_schema) == (False, None)
+    req = decode(chat(response_format={"type": "json_object"}), ChatCompletionRequest)
+    assert chat_jobs(req, ticket, "inbox")[0].params.json_object
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema, "strict": True}}
+    params = chat_jobs(decode(chat(response_format=fmt), ChatCompletionRequest), ticket,
+                       "inbox")[0].params
+    assert json.loads(params.json_schema or "") == schema and not params.json_object
+
+
+@pytest.mark.parametrize(
+    ("fmt", "param"),
+    [({"type": "xml"}, "response_format.type"),
+     ({"type": "json_schema"}, "response_format.json_schema"),
+     ({"type": "json_schema", "json_schema": {"name": "bad name!"}},
+      "response_format.json_schema.name"),
+     ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 5}}},
+      "response_format.json_schema.schema")],
+)
+def test_bad_response_formats_are_named(fmt: dict, param: str) -> None:
+    with pytest.raises(InvalidRequest) as error:
+        req = decode(chat(response_format=fmt), ChatCompletionRequest)
         chat_jobs(req, admit(CONFIG, "m", None, {}, "chat"), "inbox")
     assert error.value.param == param
 

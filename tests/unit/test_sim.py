@@ -8,7 +8,7 @@ from array import array
 import pytest
 
 from raylane.cluster.backends import SimOptions
-from raylane.cluster.errors import ContextLengthExceeded
+from raylane.cluster.errors import ContextLengthExceeded, InvalidRequest
 from raylane.cluster.messages import ChatPrompt, Delta, Done, Message, SamplingParams, TextPrompt
 from raylane.workers.sim import SimEngine
 
@@ -88,3 +88,15 @@ async def test_embeddings_are_unit_vectors_that_follow_the_words() -> None:
 async def test_an_embedding_input_longer_than_the_context_is_refused() -> None:
     with pytest.raises(ContextLengthExceeded):
         await SimEngine(SimOptions(n_ctx=3)).embed("r", [TextPrompt("one two three four")])
+
+
+async def test_json_response_formats_get_a_minimal_valid_value() -> None:
+    engine = SimEngine(SimOptions(tokens_per_s=1000))
+    text, done = await run(engine, chat("a b"), json_object=True)
+    assert (text, done.finish_reason, done.completion_tokens) == ("{}", "stop", 1)
+    text, _ = await run(engine, chat("a b"), json_schema='{"type": "string"}')
+    assert text == '"a b"'
+    text, _ = await run(engine, chat("a b"), json_schema='{"type": "array", "maxItems": 0}')
+    assert text == "[]"
+    with pytest.raises(InvalidRequest):
+        await run(engine, chat("a b"), json_schema='{"type": "integer", "minimum": 5}')
