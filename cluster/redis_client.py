@@ -47,7 +47,9 @@ def raise_if_cancelled() -> None:
 
     A task cancelled while a Redis read's own timeout expires can see the read's
     TimeoutError instead of CancelledError (Python 3.11's `asyncio.timeout` lets the
-    expiry win that race); a loop that caught it and retried would never stop.
+    expiry win that race), and redis-py can swallow a cancel while it tears down a broken
+    connection; a loop that went on would never stop. Call it in the except block and at
+    the top of each round.
     """
     task = asyncio.current_task()
     if task is not None and task.cancelling():

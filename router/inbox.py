@@ -86,6 +86,7 @@ class Inbox:
     async def _read_forever(self) -> None:
         backoff = 0.05
         while True:
+            raise_if_cancelled()  # a library may have swallowed the cancel
             try:
                 reply: Any = await self.redis.xread(
                     {self.stream: self._last_id}, count=READ_COUNT, block=READ_BLOCK_MS

@@ -69,6 +69,7 @@ class Keeper:
 
     async def _forever(self) -> None:
         while True:
+            raise_if_cancelled()  # a library may have swallowed the cancel
             await asyncio.sleep(PERIOD_S)
             try:
                 await self.round()

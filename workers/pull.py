@@ -122,6 +122,7 @@ class PullLoop:
     async def _lease_next(self) -> LeasedJob:
         """Wait until a job can be leased, and lease it."""
         while True:
+            raise_if_cancelled()  # a library may have swallowed the cancel
             try:
                 leased = await self.queue.lease(
                     self.model.name, self.worker_id, lease_s=self.model.queue.lease_s,
@@ -190,6 +191,7 @@ class PullLoop:
         run.seq += 1
         delay = 0.05
         while True:
+            raise_if_cancelled()  # a library may have swallowed the cancel
             try:
                 return await self.queue.emit(run.leased, event, data, final=final, seq=run.seq,
                                              runtime_s=time.monotonic() - run.began,
@@ -219,6 +221,7 @@ class PullLoop:
 
     async def _heartbeat_forever(self) -> None:
         while self._leasing or self.running:
+            raise_if_cancelled()  # a library may have swallowed the cancel
             try:
                 await self._heartbeat()
             except (RedisError, OSError) as exc:
