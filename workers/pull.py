@@ -188,16 +188,16 @@ class PullLoop:
         A resent event keeps its sequence number, so the router drops the copy if the
         first try did arrive.
         """
+        # No raise_if_cancelled here: a stopped job's last event is sent from its task's
+        # `finally`, after the cancel was delivered; the lease bounds the retries.
         run.seq += 1
         delay = 0.05
         while True:
-            raise_if_cancelled()  # a library may have swallowed the cancel
             try:
                 return await self.queue.emit(run.leased, event, data, final=final, seq=run.seq,
                                              runtime_s=time.monotonic() - run.began,
                                              pool=self.pool_name)
             except (RedisError, OSError) as exc:
-                raise_if_cancelled()
                 self._redis_failed()
                 if time.monotonic() - run.renewed > self.model.queue.lease_s:
                     log.warning("giving up job %s: %s", run.leased.job.id, exc)
