@@ -1,0 +1,125 @@
+"""Log probabilities and tool calls through the official OpenAI SDK, on llama.cpp and vLLM
+serving the bundled SmolLM2-135M (whose chat template takes no tools: calls are forced)."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import openai
+import pytest
+
+from tests.e2e import test_openai_sdk as sdk
+
+MODEL, QUESTION = sdk.MODEL, sdk.QUESTION
+client, model = sdk.client, sdk.model  # the SDK tests' fixtures: the client, one model per engine
+
+WEATHER_QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
+CITY = {"type": "object", "required": ["city"], "additionalProperties": False,
+        "properties": {"city": {"type": "string", "maxLength": 30}}}
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": CITY,
+                                           "description": "The current weather in a city"}},
+         {"type": "function", "function": {"name": "get_time", "description": "The time now"}}]
+GET_WEATHER = {"type": "function", "function": {"name": "get_weather"}}
+
+
+def test_chat_logprobs_are_the_same_streamed_or_not(client: openai.OpenAI, model: str) -> None:
+    options = dict(model=model, messages=QUESTION, temperature=0, max_tokens=20, logprobs=True,
+                   top_logprobs=3)
+    whole = client.chat.completions.create(**options)  # type: ignore[call-overload]
+    content = whole.choices[0].logprobs.content
+    assert "".join(t.token for t in content) == whole.choices[0].message.content
+    for token in content:
+        assert bytes(token.bytes).decode() == token.token
+        assert token.top_logprobs[0].token == token.token  # greedy
+        assert len(token.top_logprobs) == 3 and token.logprob <= 0
+    chunks = list(client.chat.completions.create(**options, stream=True))  # type: ignore[call-overload]
+    streamed = [t for c in chunks if c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert [t.token for t in streamed] == [t.token for t in content]
+    assert [t.logprob for t in streamed] == pytest.approx([t.logprob for t in content], abs=1e-4)
+    plain = client.chat.completions.create(model=model, messages=QUESTION, temperature=0,
+                                           max_tokens=20)
+    assert plain.choices[0].logprobs is None
+    assert plain.choices[0].message.content == whole.choices[0].message.content
+
+
+def test_completion_logprobs_in_the_legacy_shape(client: openai.OpenAI) -> None:
+    options = dict(model=MODEL, prompt="The sky is", temperature=0, max_tokens=8, logprobs=2)
+    whole = client.completions.create(**options)  # type: ignore[call-overload]
+    choice = whole.choices[0]
+    logprobs = choice.logprobs
+    assert "".join(logprobs.tokens) == choice.text
+    assert logprobs.text_offset == [len("".join(logprobs.tokens[:i]))
+                                    for i in range(len(logprobs.tokens))]
+    for token, value, top in zip(logprobs.tokens, logprobs.token_logprobs,
+                                 logprobs.top_logprobs, strict=True):
+        assert top[token] == value and len(top) == 2  # the sampled token is the likeliest
+    chunks = list(client.completions.create(**options, stream=True))  # type: ignore[call-overload]
+    streamed = [t for c in chunks if c.choices[0].logprobs for t in c.choices[0].logprobs.tokens]
+    assert streamed == logprobs.tokens
+    offsets = [o for c in chunks if c.choices[0].logprobs
+               for o in c.choices[0].logprobs.text_offset]
+    assert offsets == logprobs.text_offset
+
+
+def test_a_named_function_is_called_streamed_or_not(client: openai.OpenAI, model: str) -> None:
+    options = dict(model=model, messages=WEATHER_QUESTION, tools=TOOLS, tool_choice=GET_WEATHER,
+                   temperature=0, max_tokens=40)
+    whole = client.chat.completions.create(**options)  # type: ignore[call-overload]
+    choice = whole.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    (call,) = choice.message.tool_calls
+    assert call.type == "function" and call.id.startswith("call_")
+    assert call.function.name == "get_weather"
+    jsonschema.validate(json.loads(call.function.arguments), CITY)
+    chunks = list(client.chat.completions.create(**options, stream=True))  # type: ignore[call-overload]
+    pieces = [t for c in chunks for t in c.choices[0].delta.tool_calls or []]
+    assert pieces[0].id.startswith("call_") and pieces[0].function.name == "get_weather"
+    assert {p.index for p in pieces} == {0}
+    assert "".join(p.function.arguments or "" for p in pieces) == call.function.arguments
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_required_calls_a_tool_and_the_conversation_goes_on(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(model=MODEL, messages=WEATHER_QUESTION, tools=TOOLS,
+                                           tool_choice="required", temperature=0, max_tokens=60)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
+    for call in choice.message.tool_calls:
+        assert call.function.name in ("get_weather", "get_time")
+        if call.function.name == "get_weather":
+            jsonschema.validate(json.loads(call.function.arguments), CITY)
+    results = [{"role": "tool", "tool_call_id": c.id, "content": "Sunny, 24 degrees."}
+               for c in choice.message.tool_calls]
+    messages = [*WEATHER_QUESTION, choice.message.model_dump(exclude_none=True), *results]
+    answer = client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS,
+                                            tool_choice="none", temperature=0, max_tokens=30)
+    assert answer.choices[0].message.tool_calls is None and answer.choices[0].message.content
+    assert answer.choices[0].finish_reason in ("stop", "length")
+
+
+def test_auto_needs_a_template_that_takes_tools(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as error:
+        client.chat.completions.create(model=MODEL, messages=WEATHER_QUESTION, tools=TOOLS)
+    assert error.value.body["param"] == "tool_choice"  # type: ignore[index]
+    assert "chat template" in error.value.message
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+     ({"top_logprobs": 2}, "top_logprobs"),
+     ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+      "tool_choice.function.name"),
+     ({"tool_choice": "required"}, "tool_choice"),
+     ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id")],
+)
+def test_bad_logprob_and_tool_fields_are_400_naming_them(client: openai.OpenAI, fields: dict,
+                                                         param: str) -> None:
+    body = {"model": MODEL, "messages": QUESTION, **fields}
+    with pytest.raises(openai.BadRequestError) as error:
+        client.chat.completions.create(**body)  # type: ignore[call-overload]
+    assert error.value.body["param"] == param  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as error:
+        client.completions.create(model=MODEL, prompt="x", logprobs=6)
+    assert error.value.body["param"] == "logprobs"  # type: ignore[index]
