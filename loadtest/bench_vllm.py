@@ -19,72 +19,9 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
-PROMPTS = ["Here is a story about {}:", "The history of {} begins", "Ten facts about {}:",
-           "A letter to {}:"]
-TOPICS = ["dragons", "the sea", "Rome", "bread", "rivers", "owls", "glass", "trains"]
-
-
-@dataclass
-class Result:
-    tokens: int
-    ttft_s: float
-    total_s: float
-
-    @property
-    def tpot_s(self) -> float:
-        return (self.total_s - self.ttft_s) / max(1, self.tokens - 1)
-
-
-async def one(client: object, model: str, prompt: str, max_tokens: int) -> Result:
-    began = time.perf_counter()
-    first, tokens = 0.0, 0
-    stream = await client.completions.create(  # type: ignore[attr-defined]
-        model=model, prompt=prompt, max_tokens=max_tokens, temperature=0, stream=True,
-        stream_options={"include_usage": True})
-    async for chunk in stream:
-        if chunk.choices and chunk.choices[0].text:
-            first = first or time.perf_counter() - began
-        if chunk.usage:
-            tokens = chunk.usage.completion_tokens
-    return Result(tokens, first, time.perf_counter() - began)
-
-
-async def load(url: str, model: str, args: argparse.Namespace) -> tuple[float, list[Result]]:
-    import openai
-
-    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="bench", max_retries=0,
-                                timeout=600)
-    prompts = [PROMPTS[i % len(PROMPTS)].format(TOPICS[i % len(TOPICS)] + f" #{i}")
-               for i in range(args.requests)]
-    await one(client, model, "Warm up:", 4)
-    gate = asyncio.Semaphore(args.concurrency)
-
-    async def gated(prompt: str) -> Result:
-        async with gate:
-            return await one(client, model, prompt, args.max_tokens)
-
-    began = time.perf_counter()
-    results = await asyncio.gather(*(gated(p) for p in prompts))
-    took = time.perf_counter() - began
-    await client.close()
-    return took, results
-
-
-def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("the vLLM server exited")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(1)
-    raise RuntimeError("the vLLM server did not start")
+from loadtest.benchkit import Result, gated_load, on_free_port, prompts, running, wait_healthy
 
 
 def vllm_server(checkpoint: Path, port: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
@@ -100,15 +37,14 @@ def vllm_server(checkpoint: Path, port: int, args: argparse.Namespace) -> subpro
                             stderr=subprocess.DEVNULL)
 
 
-def raylane_config(port: int, args: argparse.Namespace) -> object:
-    from raylane.cluster.config import Config, ModelConfig, PoolConfig, RouterConfig
+def raylane_config(args: argparse.Namespace) -> object:
+    from raylane.cluster.config import Config, ModelConfig, PoolConfig
 
     options = {"max_model_len": args.max_model_len, "kv_cache_gb": args.kv_cache_gb,
                "enforce_eager": args.eager, "dtype": "bfloat16"}
     pool = PoolConfig(backend="vllm", model=args.model, options=options,
                       slots=args.concurrency, resources={"CPU": 1})
-    return Config(router=RouterConfig(port=port), models=[ModelConfig(name="bench",
-                                                                      pools=[pool])])
+    return Config(models=[ModelConfig(name="bench", pools=[pool])])
 
 
 def report(name: str, took: float, results: list[Result]) -> tuple[float, float, float]:
@@ -133,27 +69,24 @@ def main() -> None:
     args = parser.parse_args()
 
     from raylane.cluster.redis_server import free_port
-    from raylane.cluster.runtime import Cluster
     from raylane.cluster.weights import resolve_weights
     from raylane.workers.checkpoints import hf_checkpoint
 
     checkpoint = hf_checkpoint(resolve_weights(args.model))
+    texts = prompts(args.requests)
     port = free_port()
     server = vllm_server(checkpoint, port, args)
     try:
         began = time.monotonic()
-        wait_healthy(f"http://127.0.0.1:{port}", server, 600)
+        wait_healthy(f"http://127.0.0.1:{port}/health", server, 600, "vLLM")
         print(f"vLLM server up in {time.monotonic() - began:.1f} s")
-        base = asyncio.run(load(f"http://127.0.0.1:{port}", "bench", args))
+        base = asyncio.run(gated_load(f"http://127.0.0.1:{port}", "bench", texts,
+                                      args.concurrency, args.max_tokens))
     finally:
         server.terminate()
         server.wait(60)
-    cluster = Cluster(raylane_config(free_port(), args))  # type: ignore[arg-type]
-    print(f"raylane up in {cluster.start():.1f} s")
-    try:
-        ours = asyncio.run(load(cluster.url, "bench", args))
-    finally:
-        cluster.stop()
+    with running(on_free_port(raylane_config(args))) as url:
+        ours = asyncio.run(gated_load(url, "bench", texts, args.concurrency, args.max_tokens))
     b = report("vLLM", *base)
     o = report("raylane", *ours)
     print(f"ratio raylane/vLLM: throughput {o[0] / b[0]:.3f}, ttft {o[1] / b[1]:.2f}x, "
