@@ -68,14 +68,21 @@ class RouterConfig(Base, kw_only=True, frozen=True):
     """Largest request body accepted; larger bodies get 413."""
     cors: CorsConfig = CorsConfig()
     """Cross-origin requests from browsers; off unless origins are listed."""
+    queue_position_interval_s: float = 1.0
+    """Seconds between the SSE comments (`: queue position 3, estimated wait 2.4 s`) a
+    streaming request gets while it waits in the queue; the first comes once it has waited
+    that long. 0 sends none."""
 
 
 class AuthConfig(Base, kw_only=True, frozen=True):
     enabled: bool = False
-    """Require an API key (`raylane keys create`) on every route but /health."""
+    """Require an API key (`raylane keys create`) on every route but /health and /metrics."""
     admin_key_env: str = "RAYLANE_ADMIN_KEY"
     """Environment variable holding the admin key of the /admin routes (never the key
     itself in YAML). Unset or empty: the /admin routes do not exist."""
+    open_metrics: bool = False
+    """Serve /metrics without a key even when keys are required (as vLLM does), for a
+    Prometheus that cannot send one; it shows model and pool names and load only."""
 
 
 class QueueConfig(Base, kw_only=True, frozen=True):
@@ -210,7 +217,7 @@ def _check(config: Config, text: str, source: str) -> None:
     fail = _Failer(text, source)
     if not config.models:
         fail("$.models", "at least one model is required")
-    fail.replicas(config.router.replicas, "$.router.replicas", allow_zero=False)
+    _check_router(config.router, fail)
     names: dict[str, str] = {}
     for m, model in enumerate(config.models):
         at = f"$.models[{m}]"
@@ -235,6 +242,12 @@ def _check(config: Config, text: str, source: str) -> None:
                 fail(f"{where}.name", f"pool name {name!r} is used twice in model {model.name!r}")
             seen.add(name)
             _check_pool(pool, where, fail)
+
+
+def _check_router(router: RouterConfig, fail: _Failer) -> None:
+    fail.replicas(router.replicas, "$.router.replicas", allow_zero=False)
+    if router.queue_position_interval_s < 0:
+        fail("$.router.queue_position_interval_s", "must be 0 (no comments) or more")
 
 
 def _check_queue(queue: QueueConfig, at: str, fail: _Failer) -> None:

@@ -19,6 +19,11 @@ class Keys:
         shared queue, or the queue of jobs the router sent to one of its pools."""
         return f"{self.prefix}:q:{model}" if pool is None else f"{self.prefix}:q:{model}@{pool}"
 
+    def fair(self, model: str, pool: str | None = None) -> str:
+        """Hash of a queue's fair-share clocks: per priority, the virtual time (`v:<p>`, the
+        tag of the last job leased) and each tenant's last tag (`t:<p>:<tenant>`)."""
+        return f"{self.queue(model, pool)}:fair"
+
     def leases(self, model: str) -> str:
         """Sorted set of leased job ids, scored by lease expiry (ms)."""
         return f"{self.prefix}:leases:{model}"
@@ -77,6 +82,10 @@ class Keys:
     def scale(self, model: str) -> str:
         """Hash of pool name -> the autoscaling policy's last decision for it (JSON)."""
         return f"{self.prefix}:scale:{model}"
+
+    def metrics(self) -> str:
+        """Hash of the cluster's metric sums: JSON [metric, [label values], part] -> count."""
+        return f"{self.prefix}:metrics"
 
     def api_key(self, digest: str) -> str:
         """Hash of one API key's record, named by the SHA-256 (hex) of the key."""

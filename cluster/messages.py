@@ -18,14 +18,33 @@ from typing import Literal
 import msgspec
 
 
-class Message(msgspec.Struct, kw_only=True, frozen=True):
+class ToolCall(msgspec.Struct, kw_only=True, frozen=True):
+    """A function call an assistant made earlier in the conversation."""
+
+    id: str
+    name: str
+    arguments: str
+    """The arguments as the caller sent them: JSON text."""
+
+
+class Message(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     role: str
     content: str
     name: str | None = None
+    tool_calls: list[ToolCall] = []
+    """The calls of an assistant message (its content may then be empty)."""
+    tool_call_id: str | None = None
+    """The call a `tool` message answers."""
 
 
-class ChatPrompt(msgspec.Struct, tag="chat", frozen=True):
+class ChatPrompt(msgspec.Struct, tag="chat", frozen=True, omit_defaults=True):
     messages: list[Message]
+    tools: str | None = None
+    """The function tools offered to the model (OpenAI's `tools` list as JSON text), for
+    the chat template; None when none are (or `tool_choice` is `none`)."""
+    tools_forced: bool = False
+    """The answer is constrained to a tool call (`SamplingParams.json_schema`): a template
+    that cannot show tools gets them in a system message instead of a refusal."""
 
 
 class TextPrompt(msgspec.Struct, tag="text", frozen=True):
@@ -65,6 +84,9 @@ class SamplingParams(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     json_schema: str | None = None
     """The JSON Schema (as JSON text) the answer must match (`response_format`
     `json_schema`); the router has checked it is a valid schema."""
+    logprobs: int | None = None
+    """Report each completion token's log probability and this many most likely
+    alternatives (0-20); None: no log probabilities."""
 
 
 class Job(msgspec.Struct, kw_only=True, frozen=True):
@@ -84,6 +106,9 @@ class Job(msgspec.Struct, kw_only=True, frozen=True):
     """The inbox stream of the router replica waiting for this job's events."""
     request_id: str = ""
     """The caller-visible request id, for logs."""
+    tenant: str = ""
+    """Who the job is for, as the fair-share scheduler counts: the API key's name, else
+    the caller's `user`; within a priority, tenants take turns."""
 
 
 class LeasedJob(msgspec.Struct, kw_only=True, frozen=True):
@@ -107,13 +132,30 @@ class Event(enum.StrEnum):
     CANCELLED = "cancelled"  # the worker stopped the job after a cancel
 
 
-class Delta(msgspec.Struct, kw_only=True, frozen=True):
+class TopLogprob(msgspec.Struct, array_like=True, frozen=True):
+    token: bytes
+    """The token's bytes (a token may hold part of a UTF-8 character)."""
+    logprob: float
+
+
+class TokenLogprob(msgspec.Struct, array_like=True, frozen=True):
+    """A completion token's log probability and the most likely tokens at its place."""
+
+    token: bytes
+    logprob: float
+    top: list[TopLogprob] = []
+    """Most likely first; as many as `SamplingParams.logprobs` asked for."""
+
+
+class Delta(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     text: str
     tokens: int
     """Completion tokens this delta accounts for."""
+    logprobs: list[TokenLogprob] | None = None
+    """With `SamplingParams.logprobs`: those of the tokens generated since the last delta."""
 
 
-class Done(msgspec.Struct, kw_only=True, frozen=True):
+class Done(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     finish_reason: Literal["stop", "length"]
     prompt_tokens: int
     completion_tokens: int
@@ -123,6 +165,8 @@ class Done(msgspec.Struct, kw_only=True, frozen=True):
     """The worker replica that generated the answer (`<pool>@<host>:<pid>:<tag>`)."""
     stop: str | None = None
     """The stop string that ended the text (finish_reason `stop`); None at end of text."""
+    logprobs: list[TokenLogprob] | None = None
+    """With `SamplingParams.logprobs`: those of the tokens no delta carried."""
 
 
 class Embeddings(msgspec.Struct, kw_only=True, frozen=True):

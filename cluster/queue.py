@@ -6,9 +6,11 @@ module), so a job is in exactly one place at a time: queued, leased, or gone.
 
 Per model:
 - queued jobs sit in a sorted set scored by priority (lower first) with members
-  that sort FIFO within a priority: the model's shared queue, which its pools
-  drain together, or the own queue of one pool, for a job the router sent there
-  because the shared queue would make it miss its deadline;
+  that sort, within a priority, by a fair-share tag: tenants (API keys, or the
+  callers' `user`) take turns, each one's jobs FIFO (see enqueue.lua). The set is
+  the model's shared queue, which its pools drain together, or the own queue of
+  one pool, for a job the router sent there because the shared queue would make
+  it miss its deadline;
 - a worker leases one job per free slot; the lease expires unless renewed, and a
   lapsed lease puts the job back in its old place with attempt + 1, up to
   `max_attempts`, after which it is dead-lettered;
@@ -40,6 +42,8 @@ JOB_GRACE_MS = 60_000
 """How long a job's hash outlives its deadline (so late events find it)."""
 DEAD_KEEP_MS = 24 * 3600 * 1000
 """How long a dead-lettered job's hash is kept for inspection."""
+FAIR_KEEP_MS = 48 * 3600 * 1000
+"""How long a queue's fair-share clocks outlive its last enqueue (longer than any deadline)."""
 ALIVE_TTL_S = 5.0
 """How long a router replica counts as alive after its last keep-alive."""
 DRAIN_WINDOW_S = 10
@@ -73,7 +77,8 @@ class JobQueue:
         self.keys = keys or Keys()
         self._scripts = {
             name: redis.register_script(_lua(name))
-            for name in ("enqueue", "lease", "renew", "emit", "reap", "cancel", "release")
+            for name in ("enqueue", "lease", "renew", "emit", "reap", "cancel", "release",
+                         "ahead")
         }
 
     async def enqueue(self, jobs: Sequence[Job], *, max_depth: int,
@@ -84,11 +89,12 @@ class JobQueue:
         """
         model = jobs[0].model
         args: list[str | bytes | int] = [self.keys.job_prefix, max_depth, JOB_GRACE_MS, len(jobs),
-                                         int(ALIVE_TTL_S * 1000)]
+                                         int(ALIVE_TTL_S * 1000), FAIR_KEEP_MS]
         for job in jobs:
             args += [job.id, job.priority, int(job.deadline * 1000), job.reply_to,
-                     job_encoder.encode(job)]
-        keys = [self.keys.queue(model, pool), self.keys.wake(model), self.keys.seq()]
+                     job_encoder.encode(job), job.tenant]
+        keys = [self.keys.queue(model, pool), self.keys.wake(model), self.keys.seq(),
+                self.keys.fair(model, pool)]
         admitted, depth = await self._scripts["enqueue"](keys=keys, args=args)
         if not admitted:
             retry = await self.retry_after(model, depth)
@@ -121,7 +127,8 @@ class JobQueue:
         args: list[Any] = [self.keys.job_prefix, now_ms(), int(lease_s * 1000), worker,
                 "-inf" if low is None else low, "+inf" if high is None else high, INBOX_MAXLEN,
                 "1" if check_routers else "0", "1" if shared else "0"]
-        keys = [self.keys.queue(model), self.keys.leases(model), self.keys.queue(model, pool)]
+        keys = [self.keys.queue(model), self.keys.leases(model), self.keys.queue(model, pool),
+                self.keys.fair(model), self.keys.fair(model, pool)]
         found = await self._scripts["lease"](keys=keys, args=args)
         if not found:
             return None
@@ -260,10 +267,21 @@ class JobQueue:
             return 5
         return max(1, min(600, math.ceil(depth / rate)))
 
-    async def ahead(self, model: str, priority: int, pool: str | None = None) -> int:
+    async def ahead(self, model: str, priority: int, pool: str | None = None,
+                    tenant: str = "") -> int:
         """Jobs in `model`'s shared queue (or `pool`'s own) that would start before a new
-        job of `priority` there."""
-        return int(await self.redis.zcount(self.keys.queue(model, pool), "-inf", priority))
+        job of `priority` and `tenant` there (the tenant's fair share counted)."""
+        keys = [self.keys.queue(model, pool), self.keys.fair(model, pool)]
+        return int(await self._scripts["ahead"](keys=keys, args=[priority, tenant]))
+
+    async def position(self, job_id: str) -> int | None:
+        """Where a queued job stands in its queue now (1: the next to be leased), or None
+        when it is not queued (leased, finished or gone)."""
+        queue, member = await self.redis.hmget(self.keys.job(job_id), ["queue", "member"])
+        if queue is None or member is None:
+            return None
+        rank = await self.redis.zrank(queue, member)
+        return rank + 1 if isinstance(rank, int) else None
 
 
 def _lua(name: str) -> str:

@@ -59,8 +59,10 @@ class Cluster:
     def _start_ray(self) -> None:
         import ray
 
-        address = self.ray_address or os.environ.get("RAY_ADDRESS")
-        self._own_ray = address is None
+        # No address: a Ray of its own, even where `ray start` left one running (plain
+        # `ray.init()` would join that one, and stopping would then shut its Serve down).
+        address = self.ray_address or os.environ.get("RAY_ADDRESS") or "local"
+        self._own_ray = address == "local"
         ray.init(address=address, namespace="raylane", include_dashboard=False,
                  configure_logging=True, logging_level=logging.WARNING)
         check_cluster(self.config)  # Serve would wait forever for a replica that cannot fit

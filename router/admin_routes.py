@@ -10,7 +10,7 @@ import msgspec
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from raylane.cluster.apikeys import ApiKey, KeyStore
+from raylane.cluster.apikeys import ApiKey, KeyStore, Usage
 from raylane.cluster.errors import InvalidRequest, NotFound
 from raylane.router import models
 from raylane.router.requests import decode
@@ -20,6 +20,28 @@ admin_api = APIRouter()
 
 class CreateKey(ApiKey, forbid_unknown_fields=True, kw_only=True, frozen=True):
     """The body of `POST /admin/keys`: a key's name and limits."""
+
+
+class CreatedKey(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The answer of `POST /admin/keys`: the only place the key itself is ever shown."""
+
+    name: str
+    key: str
+
+
+class KeyList(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    data: list[ApiKey]
+
+
+class RevokedKey(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: str
+    revoked: bool
+
+
+class KeyUsage(Usage, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """A key's usage so far, and what is left of its token budget."""
+
+    name: str
 
 
 def _store(request: Request) -> KeyStore:

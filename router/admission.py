@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from raylane.cluster.config import Config, ModelConfig
 from raylane.cluster.errors import InvalidRequest, ModelNotFound
-from raylane.router.auth import check_model, key_priority
+from raylane.router import request_ids
+from raylane.router.auth import check_model, current_key, key_priority
 
 PRIORITY_HEADER = "x-priority"
 TIMEOUT_HEADER = "x-request-timeout"
@@ -26,12 +27,18 @@ class Ticket:
     created: float
     deadline: float
     request_id: str
+    """The caller's `X-Request-ID`, or a new id (`request_ids`): on every job, in every log."""
+    tenant: str = ""
+    """Whom the fair-share scheduler counts the request against (see `tenant`)."""
+    response_id: str = ""
+    """The id of the answer's body: `<kind prefix>-<request_id>` (e.g. `chatcmpl-…`)."""
 
 
 def admit(
-    config: Config, model: str, priority: int | None, headers: Mapping[str, str], kind: str
+    config: Config, model: str, priority: int | None, headers: Mapping[str, str], kind: str,
+    user: str | None = None,
 ) -> Ticket:
-    """Resolve the model and the request's priority and deadline, or raise."""
+    """Resolve the model and the request's priority, deadline and tenant, or raise."""
     served = config.model(model)
     if served is None:
         raise ModelNotFound(f"The model '{model}' does not exist.", param="model")
@@ -42,7 +49,23 @@ def admit(
     timeout = _header_timeout(headers) or served.queue.timeout_s
     now = time.time()
     prefix = {"chat": "chatcmpl", "embedding": "embd", "message": "msg"}.get(kind, "cmpl")
-    return Ticket(served, priority, now, now + timeout, f"{prefix}-{uuid.uuid4().hex}")
+    request_id = request_ids.current()
+    return Ticket(served, priority, now, now + timeout, request_id, tenant(user),
+                  f"{prefix}-{request_id}")
+
+
+def tenant(user: str | None) -> str:
+    """The fair-share tenant of a request: its API key's name when keys are on (a key cannot
+    win a larger share by varying `user`), else the caller's `user`; long `user` values
+    are hashed to bound the scheduler's state."""
+    key = current_key.get()
+    if key is not None:
+        return f"key:{key.name}"
+    if not user:
+        return ""
+    if len(user) > 64:
+        user = hashlib.sha256(user.encode()).hexdigest()
+    return f"user:{user}"
 
 
 def _header_int(headers: Mapping[str, str], name: str) -> int | None:

@@ -11,6 +11,9 @@ the stream with an `error` event, never with duplicated text.
 Token counts come with the job's `Done`, after the text: `message_start` reports
 zero usage and `message_delta` the real `input_tokens` and `output_tokens`
 (the SDK's accumulated message takes both from there).
+
+While the request waits in the queue, SSE comments tell its position (`waiting.py`);
+the first one begins the stream, and `message_start` follows it at once.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from raylane.cluster.errors import EngineError, JobLost, RaylaneError
 from raylane.cluster.messages import Delta, Done, Job
 from raylane.router.errors import anthropic_error_body
 from raylane.router.jobs import JobEvent, JobRunner, Restart
+from raylane.router.timeline import Timeline
+from raylane.router.waiting import Note, queue_notes
 
 _json = msgspec.json.Encoder()
 
@@ -59,12 +64,15 @@ class MessageRun:
     model: ModelConfig
     id: str
     sent: _Sent = field(default_factory=_Sent)
+    notes_every_s: float = 0.0
+    """Seconds between queue-position comments while a stream waits (0: none)."""
+    timeline: Timeline = field(default_factory=Timeline)
 
     async def collect(self) -> dict[str, Any]:
         """Wait for the answer and build the whole `message`."""
         text: list[str] = []
         done: Done | None = None
-        async for _, job_event in self.runner.run([self.job], self.model):
+        async for _, job_event in self.runner.run([self.job], self.model, self.timeline):
             event = _text_only(job_event)
             if isinstance(event, Restart):
                 text.clear()  # nothing reached the client: retry transparently
@@ -77,23 +85,29 @@ class MessageRun:
         return self._message([{"type": "text", "text": "".join(text)}], done)
 
     async def stream(self) -> AsyncIterator[bytes]:
-        """Start the stream; raises (as an HTTP error) if it fails before its first event."""
-        events = self.runner.run([self.job], self.model)
+        """Start the stream; raises (as an HTTP error) if it fails before its first event or
+        queue-position comment."""
+        events = queue_notes(self.runner.run([self.job], self.model, self.timeline),
+                             self.runner, [self.job], self.timeline, self.notes_every_s)
         first = await anext(events)
-        return self._sse(first[1], events)
+        return self._sse(first, events)
 
     async def _sse(
-        self, first: JobEvent, rest: AsyncGenerator[tuple[int, JobEvent], None]
+        self, first: tuple[int, JobEvent] | Note,
+        rest: AsyncGenerator[tuple[int, JobEvent] | Note, None],
     ) -> AsyncIterator[bytes]:
+        if isinstance(first, Note):
+            yield first.sse()
         yield sse("message_start", {"type": "message_start", "message": self._message([], None)})
         yield sse("content_block_start", {"type": "content_block_start", "index": 0,
                                           "content_block": {"type": "text", "text": ""}})
         yield sse("ping", {"type": "ping"})
         try:
-            for chunk in self._events(first):
-                yield chunk
-            async for _, event in rest:
-                for chunk in self._events(event):
+            if not isinstance(first, Note):
+                for chunk in self._events(first[1]):
+                    yield chunk
+            async for item in rest:
+                for chunk in ([item.sse()] if isinstance(item, Note) else self._events(item[1])):
                     yield chunk
         except RaylaneError as exc:
             yield sse("error", anthropic_error_body(exc))

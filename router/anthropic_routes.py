@@ -14,9 +14,10 @@ from raylane.router import models
 from raylane.router.admission import admit
 from raylane.router.anthropic import MessageRun, message_id
 from raylane.router.anthropic_protocol import MessagesRequest
+from raylane.router.http import SSE_HEADERS, read_body
 from raylane.router.requests import decode, header_map, message_job
-from raylane.router.routes import SSE_HEADERS, _body
 from raylane.router.state import RouterState
+from raylane.router.timeline import with_queue_wait
 
 anthropic_api = APIRouter()
 
@@ -24,12 +25,15 @@ anthropic_api = APIRouter()
 @anthropic_api.post("/v1/messages")
 async def create_message(request: Request) -> Response:
     state: RouterState = request.app.state.raylane
-    req = decode(await _body(request, state), MessagesRequest)
-    ticket = admit(state.config, req.model, req.priority, header_map(request.headers), "message")
+    req = decode(await read_body(request, state), MessagesRequest)
+    user = req.metadata.user_id if req.metadata else None
+    ticket = admit(state.config, req.model, req.priority, header_map(request.headers), "message",
+                   user)
     job = message_job(req, ticket, state.reply_to)
     run = MessageRun(runner=state.runner, job=job, model=ticket.model,
-                     id=message_id(ticket.request_id))
+                     id=message_id(ticket.response_id),
+                     notes_every_s=state.config.router.queue_position_interval_s)
     if req.stream:
         return StreamingResponse(await run.stream(), media_type="text/event-stream",
                                  headers=SSE_HEADERS)
-    return models.json_response(await run.collect())
+    return with_queue_wait(models.json_response(await run.collect()), run.timeline)

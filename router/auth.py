@@ -1,7 +1,8 @@
 """Who is calling: API keys on every route but /health, the admin key on /admin.
 
 One ASGI middleware checks every HTTP request before any route sees it:
-- `/health` is open to all;
+- `/health` is open to all (load balancers reach it without a key), and so is `/metrics`
+  with `auth.open_metrics` (as vLLM's is, for a Prometheus that cannot send a key);
 - `/admin/*` needs `Authorization: Bearer <admin key>` (401 without a key, 403 with
   another); with no admin key set the admin routes are not mounted at all;
 - with `auth.enabled`, every other route needs a key (`Authorization: Bearer` from
@@ -21,7 +22,7 @@ from contextvars import ContextVar
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from raylane.cluster.apikeys import ApiKey, KeyStore
-from raylane.cluster.config import Config
+from raylane.cluster.config import Config, ModelConfig
 from raylane.cluster.errors import AuthenticationError, ModelNotFound, PermissionDenied
 from raylane.router.errors import error_response
 
@@ -55,10 +56,11 @@ class AuthMiddleware:
         self.store = store
         self.enabled = config.auth.enabled
         self.admin = admin_key(config)
+        self.open = OPEN_PATHS + (("/metrics",) if config.auth.open_metrics else ())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path in OPEN_PATHS or scope.get("method") == "OPTIONS":
+        if scope["type"] != "http" or path in self.open or scope.get("method") == "OPTIONS":
             await self.app(scope, receive, send)
             return
         secret = presented_key(dict(scope.get("headers", [])))
@@ -103,6 +105,13 @@ def check_model(names: list[str], asked: str) -> None:
         raise ModelNotFound(
             f"The model '{asked}' does not exist or you do not have access to it.",
             param="model")
+
+
+def visible_models(config: Config) -> list[ModelConfig]:
+    """The served models the current key may use (all of them when auth is off): what the
+    model lists of every API show it, as OpenAI lists only a key's models."""
+    key = current_key.get()
+    return [m for m in config.models if key is None or key.allows([m.name, *m.aliases])]
 
 
 def key_priority(priority: int | None, default: int) -> int:

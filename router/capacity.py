@@ -1,10 +1,11 @@
 """Admission and routing by estimated wait: where a request can still meet its deadline.
 
 A model's jobs normally go to its shared queue, which its pools drain together. The
-estimated wait there is the number of queued jobs that would start first (same or more
-urgent priority) divided by the model's measured drain rate, plus its measured time per
-job. It only matters when jobs are waiting, i.e. when the workers are saturated and the
-drain rate is their capacity; an idle model admits everything to the shared queue.
+estimated wait there is the number of queued jobs that would start first (more urgent
+priorities, and those of its own priority ahead of its fair-share turn) divided by the
+model's measured drain rate, plus its measured time per job. It only matters when jobs
+are waiting, i.e. when the workers are saturated and the drain rate is their capacity; an
+idle model admits everything to the shared queue.
 
 When that estimate would miss the request's deadline and the model has overflow pools
 (pools that take nothing from the shared queue, e.g. a CPU pool beside a GPU pool), the
@@ -94,14 +95,28 @@ class Capacity:
         job = jobs[0]
         if not any(not pool.overflow for pool, _ in _takers(model, job.priority)):
             return Estimate(math.inf, 0, 0.0)  # no pool takes this priority from it
-        ahead = await self.queue.ahead(job.model, job.priority)
+        ahead = await self.queue.ahead(job.model, job.priority, tenant=job.tenant)
         if ahead == 0:
             return None
-        drain = await self.drain(job.model)
+        drain = await self._shared_drain(model)
         if drain.per_s <= 0:
             return None  # nothing measured yet: no grounds to refuse
         wait = (ahead + len(jobs) - 1) / drain.per_s + drain.service_s
         return Estimate(wait, ahead, drain.per_s)
+
+    async def _shared_drain(self, model: ModelConfig) -> Drain:
+        """How fast the shared queue drains: the model's measures less those of its overflow
+        pools, whose jobs count among the model's but never come from the shared queue."""
+        drain = await self.drain(model.name)
+        overflow = [await self.drain(model.name, pool_name(pool, index))
+                    for index, pool in enumerate(model.pools) if pool.overflow]
+        if not overflow:
+            return drain
+        per_s = drain.per_s - sum(d.per_s for d in overflow)
+        if per_s <= 0:
+            return Drain(0.0, 0.0)
+        busy = drain.per_s * drain.service_s - sum(d.per_s * d.service_s for d in overflow)
+        return Drain(per_s, max(busy, 0.0) / per_s)
 
     async def _pool_estimate(self, jobs: Sequence[Job], pool: str) -> float | None:
         """The wait in an overflow pool's own queue; None when it cannot be told."""
@@ -110,7 +125,7 @@ class Capacity:
                    if w.pool == pool]
         if not workers:
             return None  # no replica to serve it (scaled to zero, or lost)
-        ahead = await self.queue.ahead(job.model, job.priority, pool)
+        ahead = await self.queue.ahead(job.model, job.priority, pool, job.tenant)
         drain = await self.drain(job.model, pool)
         if ahead == 0 and any(w.busy < w.slots for w in workers):
             return drain.service_s

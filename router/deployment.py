@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from ray import serve
 
+from raylane.cluster import logs
 from raylane.cluster.config import Config
 from raylane.cluster.errors import ServiceUnavailable
 from raylane.router.app import build_app
@@ -21,10 +22,12 @@ class Router:
     ) -> None:
         # `pools` are the worker deployments, bound here so Serve deploys them with the
         # router; requests never go to them directly (workers pull from Redis).
+        logs.configure()
         self.state = await RouterState.open(config, redis_url, prefix)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return build_app(self.state)
+        # Serve's proxy returns the X-Request-ID it passed on (the caller's, or its own)
+        return build_app(self.state, echo_request_id=False)
 
     async def check_health(self) -> None:
         if not (self.state.inbox.alive and self.state.keeper.alive):

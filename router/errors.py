@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse
 
 from raylane.cluster.errors import InvalidRequest, QueueFull, RaylaneError
 from raylane.cluster.yamlpos import split_error
+from raylane.router import request_ids
 
 log = logging.getLogger("raylane.router")
 
@@ -111,6 +112,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
+        log.exception("unhandled error", extra={"request_id": request_ids.of(request.scope)})
         error = RaylaneError(f"Internal error: {type(exc).__name__}")
-        return error_response(error, request.url.path)
+        response = error_response(error, request.url.path)
+        response.headers.update(request_ids.echo_headers(request.scope))
+        return response

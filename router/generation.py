@@ -1,12 +1,20 @@
 """Turn a request's job events into an OpenAI answer: one JSON body, or an SSE stream.
 
-Chat and text completions differ only in the shape of their objects (`Shape`);
-collecting, streaming, retry handling and usage accounting are shared here.
+Chat and text completions differ only in the shape of their objects (`Shape`, in
+`shapes.py`, which also reads tool calls and renders log probabilities); collecting,
+streaming, retry handling and usage accounting are shared here.
 
 A stream's HTTP status is decided by its first event: errors that happen
 before any text exists (queue full, deadline while queued, bad prompt) are
 plain HTTP errors. Once text has reached the client, a lost worker ends the
 stream with an explicit error event, never a duplicated or silently cut answer.
+While the request waits in the queue, the stream sends its position as SSE
+comments (`waiting.py`); the first one also begins the stream, so later errors
+are error events too.
+
+Every answer carries the request's `timings` (`timeline.py`), an extension field as
+llama.cpp's server has one: in the whole body, and in a stream's usage chunk (with
+`stream_options.include_usage`) or else its last chunk.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
@@ -23,48 +31,16 @@ from raylane.cluster.errors import EngineError, JobLost, RaylaneError
 from raylane.cluster.messages import Delta, Done, Embeddings, Job
 from raylane.router.errors import error_body
 from raylane.router.jobs import JobEvent, JobRunner, Restart
+from raylane.router.shapes import ChoiceWriter, Shape
+from raylane.router.timeline import Timeline
+from raylane.router.waiting import Note, queue_notes
 
 _json = msgspec.json.Encoder()
 
 
-class Shape(Protocol):
-    object_name: str
-    chunk_name: str
-
-    def chunk_choice(self, index: int, text: str, first: bool, finish: str | None) -> dict: ...
-
-    def final_choice(self, index: int, text: str, finish: str) -> dict: ...
-
-
-class ChatShape:
-    object_name = "chat.completion"
-    chunk_name = "chat.completion.chunk"
-
-    def chunk_choice(self, index: int, text: str, first: bool, finish: str | None) -> dict:
-        delta: dict[str, Any] = {"role": "assistant", "content": text} if first else {}
-        if text and not first:
-            delta["content"] = text
-        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-
-    def final_choice(self, index: int, text: str, finish: str) -> dict:
-        message = {"role": "assistant", "content": text, "refusal": None}
-        return {"index": index, "message": message, "logprobs": None, "finish_reason": finish}
-
-
-class CompletionShape:
-    object_name = "text_completion"
-    chunk_name = "text_completion"
-
-    def chunk_choice(self, index: int, text: str, first: bool, finish: str | None) -> dict:
-        return {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
-
-    def final_choice(self, index: int, text: str, finish: str) -> dict:
-        return {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
-
-
 @dataclass
 class _Choice:
-    text: list[str] = field(default_factory=list)
+    writer: ChoiceWriter
     sent: bool = False
     done: Done | None = None
 
@@ -76,48 +52,53 @@ class Generation:
     runner: JobRunner
     jobs: Sequence[Job]
     shape: Shape
-    request_id: str
+    response_id: str
     model: ModelConfig
     include_usage: bool = False
     n: int = 1
     """Answers per prompt: jobs come in groups of `n` that share a prompt."""
+    notes_every_s: float = 0.0
+    """Seconds between queue-position comments while a stream waits (0: none)."""
     created: int = field(default_factory=lambda: int(time.time()))
+    timeline: Timeline = field(default_factory=Timeline)
 
     async def collect(self) -> dict:
         """Wait for every choice and build the whole response."""
-        choices = [_Choice() for _ in self.jobs]
-        async for index, job_event in self.runner.run(self.jobs, self.model):
+        choices = self._choices()
+        async for index, job_event in self.runner.run(self.jobs, self.model, self.timeline):
             choice = choices[index]
             event = _text_only(job_event)
             if isinstance(event, Restart):
-                choice.text.clear()  # nothing reached the client: retry transparently
-            elif isinstance(event, Delta):
-                choice.text.append(event.text)
-            else:
-                choice.text.append(event.text)
+                # nothing reached the client: retry transparently
+                choice.writer = self.shape.choice(index)
+                continue
+            choice.writer.add(event)
+            if isinstance(event, Done):
                 choice.done = event
         body = self._head(self.shape.object_name)
-        body["choices"] = [
-            self.shape.final_choice(i, "".join(c.text), _finish(c)) for i, c in enumerate(choices)
-        ]
+        body["choices"] = [c.writer.final(_finish(c)) for c in choices]
         body["usage"] = _usage(choices, self.n)
+        body["timings"] = self.timeline.timings()
         return body
 
     async def stream(self) -> AsyncIterator[bytes]:
-        """Start the stream; raises (as an HTTP error) if it fails before any text."""
-        events = self.runner.run(self.jobs, self.model)
+        """Start the stream; raises (as an HTTP error) if it fails before its first text or
+        queue-position comment."""
+        events = queue_notes(self.runner.run(self.jobs, self.model, self.timeline),
+                             self.runner, self.jobs, self.timeline, self.notes_every_s)
         first = await anext(events)
         return self._sse(first, events)
 
     async def _sse(
-        self, first: tuple[int, JobEvent], rest: AsyncGenerator[tuple[int, JobEvent], None]
+        self, first: tuple[int, JobEvent] | Note,
+        rest: AsyncGenerator[tuple[int, JobEvent] | Note, None],
     ) -> AsyncIterator[bytes]:
-        choices = [_Choice() for _ in self.jobs]
+        choices = self._choices()
         try:
-            for chunk in self._chunks(choices, *first):
+            for chunk in self._items(choices, first):
                 yield chunk
-            async for index, event in rest:
-                for chunk in self._chunks(choices, index, event):
+            async for item in rest:
+                for chunk in self._items(choices, item):
                     yield chunk
         except RaylaneError as exc:
             yield _event(error_body(exc))
@@ -128,42 +109,47 @@ class Generation:
             body = self._head(self.shape.chunk_name)
             body["choices"] = []
             body["usage"] = _usage(choices, self.n)
+            body["timings"] = self.timeline.timings()
             yield _event(body)
         yield b"data: [DONE]\n\n"
+
+    def _items(self, choices: list[_Choice], item: tuple[int, JobEvent] | Note) -> list[bytes]:
+        if isinstance(item, Note):
+            return [item.sse()]
+        return self._chunks(choices, *item)
 
     def _chunks(self, choices: list[_Choice], index: int, job_event: JobEvent) -> list[bytes]:
         choice = choices[index]
         event = _text_only(job_event)
         if isinstance(event, Restart):
-            if any(choice.text):
+            if choice.writer.started:
                 raise JobLost(
                     "The worker generating this response was lost after part of it was "
                     "sent; the response is incomplete. Retry the request."
                 )
+            choice.writer = self.shape.choice(index)
             return []
-        out = []
-        text = event.text
-        finish = None
         if isinstance(event, Done):
             choice.done = event
-            finish = event.finish_reason
-        if text or not choice.sent:
-            choice.text.append(text)
-            out.append(self._chunk(index, text, not choice.sent, None))
-            choice.sent = True
-        if finish is not None:
-            out.append(self._chunk(index, "", False, finish))
-        return out
+        parts = choice.writer.chunks(event, first=not choice.sent)
+        choice.sent = choice.sent or bool(parts)
+        last = len(parts) if isinstance(event, Done) and all(c.done for c in choices) else 0
+        return [self._chunk(part, last=i + 1 == last) for i, part in enumerate(parts)]
 
-    def _chunk(self, index: int, text: str, first: bool, finish: str | None) -> bytes:
+    def _choices(self) -> list[_Choice]:
+        return [_Choice(self.shape.choice(i)) for i in range(len(self.jobs))]
+
+    def _chunk(self, choice: dict, last: bool = False) -> bytes:
         body = self._head(self.shape.chunk_name)
-        body["choices"] = [self.shape.chunk_choice(index, text, first, finish)]
+        body["choices"] = [choice]
         if self.include_usage:
             body["usage"] = None
+        elif last:  # the stream's last chunk: no usage chunk follows to carry them
+            body["timings"] = self.timeline.timings()
         return _event(body)
 
     def _head(self, object_name: str) -> dict[str, Any]:
-        return {"id": self.request_id, "object": object_name, "created": self.created,
+        return {"id": self.response_id, "object": object_name, "created": self.created,
                 "model": self.model.name, "system_fingerprint": None}
 
 

@@ -5,15 +5,19 @@ events into what the endpoint needs: `Delta`s, one `Done`, a `Restart` when a
 worker was lost before finishing (the job is being retried), or an exception
 from `raylane.cluster.errors`. Whatever way the caller stops listening
 (finished, error, client gone), jobs still queued or running are cancelled.
+Each step (enqueued, started, first text, end) is noted in the request's `Timeline`,
+and one log line per request says how it ended: ids, outcome and timings, never text.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from redis.exceptions import RedisError
 
@@ -41,10 +45,15 @@ from raylane.cluster.messages import (
     embeddings_decoder,
     failure_decoder,
 )
+from raylane.cluster.metrics import Recorder
 from raylane.cluster.queue import JobQueue
 from raylane.router.auth import current_key
 from raylane.router.capacity import Capacity
 from raylane.router.inbox import Inbox, InboxEvent
+from raylane.router.request_metrics import RequestTally, outcome
+from raylane.router.timeline import Timeline
+
+log = logging.getLogger("raylane.router")
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,7 @@ job), or a restart."""
 class JobRunner:
     def __init__(self, queue: JobQueue, inbox: Inbox,
                  ready: Callable[[], None] = lambda: None,
-                 limiter: KeyLimiter | None = None) -> None:
+                 limiter: KeyLimiter | None = None, metrics: Recorder | None = None) -> None:
         self.queue = queue
         self.inbox = inbox
         self.ready = ready
@@ -70,15 +79,32 @@ class JobRunner:
         self.capacity = Capacity(queue)
         self.limiter = limiter
         """Takes the current API key's limits at admission and settles them at the end."""
+        self.metrics = metrics
+        """Counts each request by how it ended (`raylane_requests_total`)."""
 
     async def run(
-        self, jobs: Sequence[Job], model: ModelConfig
+        self, jobs: Sequence[Job], model: ModelConfig, timeline: Timeline | None = None
     ) -> AsyncGenerator[tuple[int, JobEvent], None]:
         """Enqueue `jobs` (of `model`) and yield (index, event) until each has its Done (or
-        Embeddings); with an API key, within its limits, settled however the run ends."""
+        Embeddings); with an API key, within its limits, settled however the run ends;
+        counted in the metrics however it ends. `timeline` notes when each step happened."""
+        tally = RequestTally.of(self.metrics, jobs, model.name)
+        events = self._keyed(jobs, model, timeline or Timeline())
+        try:
+            async with contextlib.aclosing(events):
+                async for index, event in events:
+                    tally.see(event)
+                    yield index, event
+        except BaseException as exc:
+            tally.fail(exc)
+            raise
+
+    async def _keyed(
+        self, jobs: Sequence[Job], model: ModelConfig, timeline: Timeline
+    ) -> AsyncGenerator[tuple[int, JobEvent], None]:
         key = current_key.get()
         if key is None or self.limiter is None:
-            async for item in self._run(jobs, model):
+            async for item in self._run(jobs, model, timeline):
                 yield item
             return
         meter = Meter(jobs=len(jobs), reserved=sum(reservation(job, model) for job in jobs))
@@ -87,7 +113,7 @@ class JobRunner:
         except (RedisError, OSError) as exc:
             raise ServiceUnavailable(f"The key limits are unreachable: {exc}") from exc
         try:
-            async for index, event in self._run(jobs, model):
+            async for index, event in self._run(jobs, model, timeline):
                 meter.count(index, event)
                 if meter.finished:
                     # before the last event: a caller may stop listening once it has it
@@ -97,39 +123,71 @@ class JobRunner:
             await _settle_quietly(self.limiter, key, meter)
 
     async def _run(
-        self, jobs: Sequence[Job], model: ModelConfig
+        self, jobs: Sequence[Job], model: ModelConfig, timeline: Timeline
     ) -> AsyncGenerator[tuple[int, JobEvent], None]:
         self.ready()
         waiters = [self.inbox.register(job.id) for job in jobs]
         pending = set(range(len(jobs)))
+        failure: BaseException | None = None
         try:
             try:
                 pool = await self.capacity.route(jobs, model)
+                timeline.queued(pool)
                 await self.queue.enqueue(jobs, max_depth=model.queue.max_depth, pool=pool)
             except (RedisError, OSError) as exc:
                 raise ServiceUnavailable(f"The queue is unreachable: {exc}") from exc
-            streams = [_follow(job, waiter) for job, waiter in zip(jobs, waiters, strict=True)]
+            streams = [_follow(job, waiter, partial(timeline.start, i))
+                       for i, (job, waiter) in enumerate(zip(jobs, waiters, strict=True))]
             async for index, event in _merge(streams):
+                _note(timeline, index, event)
                 if isinstance(event, Done | Embeddings):
                     pending.discard(index)
                 yield index, event
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
             for job in jobs:
                 self.inbox.unregister(job.id)
             if pending:
                 await _cancel_quietly(self.queue, [jobs[i].id for i in pending])
+            _log_end(jobs, timeline, not pending, failure)
 
 
-    async def result(self, job: Job, model: ModelConfig) -> Embeddings:
+    async def result(self, job: Job, model: ModelConfig,
+                     timeline: Timeline | None = None) -> Embeddings:
         """Run one job whose answer comes whole (an embedding job) and return it."""
-        async for _, event in self.run([job], model):
+        async for _, event in self.run([job], model, timeline):
             if isinstance(event, Embeddings):
                 return event
         raise JobLost("The job ended without an answer.")
 
 
-async def _follow(job: Job, waiter: asyncio.Queue[InboxEvent]) -> AsyncIterator[JobEvent]:
-    """The events of one job, ending after its Done; raises on failure or deadline."""
+def _note(timeline: Timeline, index: int, event: JobEvent) -> None:
+    if isinstance(event, Restart):
+        timeline.restart(index)
+    else:
+        timeline.output(index, final=isinstance(event, Done | Embeddings))
+
+
+def _log_end(jobs: Sequence[Job], timeline: Timeline, answered: bool,
+             failure: BaseException | None) -> None:
+    """One line per request that reached the queue: how it ended, and its timings."""
+    result, code = ("ok", "") if answered else outcome(failure or asyncio.CancelledError())
+    fields: dict[str, object] = {"request_id": jobs[0].request_id, "model": jobs[0].model,
+                                 "jobs": len(jobs), "outcome": result}
+    if code:
+        fields["code"] = code
+    if timeline.pool is not None:
+        fields["pool"] = timeline.pool
+    level = logging.WARNING if result == "error" else logging.INFO
+    log.log(level, "request finished", extra=fields | timeline.timings())
+
+
+async def _follow(job: Job, waiter: asyncio.Queue[InboxEvent],
+                  on_start: Callable[[], None]) -> AsyncIterator[JobEvent]:
+    """The events of one job, ending after its Done; raises on failure or deadline.
+    `on_start` is called when a worker starts it (each attempt)."""
     started = False
     attempt = seq = 0
     while True:
@@ -143,6 +201,7 @@ async def _follow(job: Job, waiter: asyncio.Queue[InboxEvent]) -> AsyncIterator[
         seq = event.seq or seq
         if event.name == "started":
             started, attempt, seq = True, event.attempt, 0
+            on_start()
         elif event.name == "delta":
             yield delta_decoder.decode(event.data)
         elif event.name == "done":

@@ -7,7 +7,7 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from raylane.cluster.errors import ModelNotFound, ServiceUnavailable
-from raylane.router.auth import check_model, current_key
+from raylane.router.auth import check_model, visible_models
 from raylane.router.state import RouterState
 
 _json = msgspec.json.Encoder()
@@ -18,14 +18,8 @@ def json_response(body: object, status: int = 200) -> Response:
 
 
 def model_list(state: RouterState) -> dict:
-    cards = []
-    key = current_key.get()
-    for model in state.config.models:
-        names = [model.name, *model.aliases]
-        if key is not None and not key.allows(names):
-            continue  # as OpenAI: a key lists only the models it may use
-        for name in names:
-            cards.append(_card(state, name, model.name))
+    cards = [_card(state, name, model.name) for model in visible_models(state.config)
+             for name in (model.name, *model.aliases)]
     return {"object": "list", "data": cards}
 
 

@@ -45,6 +45,7 @@ from raylane.router.ollama_protocol import (
 )
 from raylane.router.protocol import EmbeddingRequest, Sampling
 from raylane.router.requests import embedding_job, prompt_job, sampling
+from raylane.router.timeline import Timeline
 
 _json = msgspec.json.Encoder()
 
@@ -159,11 +160,12 @@ class OllamaGeneration:
     """The model as the request named it; Ollama echoes it."""
     chat: bool
     started: float = field(default_factory=time.monotonic)
+    timeline: Timeline = field(default_factory=Timeline)
 
     async def collect(self) -> dict:
         """Wait for the whole answer."""
         progress = _Progress()
-        async for _, job_event in self.runner.run([self.job], self.model):
+        async for _, job_event in self.runner.run([self.job], self.model, self.timeline):
             event = _text_only(job_event)
             if isinstance(event, Restart):
                 progress.text.clear()  # nothing reached the client: retry transparently
@@ -176,7 +178,7 @@ class OllamaGeneration:
 
     async def stream(self) -> AsyncIterator[bytes]:
         """Start the stream; raises (as an HTTP error) if it fails before any text."""
-        events = self.runner.run([self.job], self.model)
+        events = self.runner.run([self.job], self.model, self.timeline)
         first = await anext(events)
         return self._lines(first[1], events)
 

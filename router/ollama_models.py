@@ -21,6 +21,7 @@ from raylane.cluster.messages import Embeddings
 from raylane.cluster.registry import live_workers
 from raylane.cluster.weights import resolve_weights
 from raylane.cluster.yamlpos import ConfigError
+from raylane.router.auth import check_model, visible_models
 from raylane.router.embeddings import embedding_response
 from raylane.router.state import RouterState
 
@@ -37,15 +38,15 @@ def not_managed(action: str) -> InvalidRequest:
 
 
 def tags(state: RouterState) -> dict[str, Any]:
-    """Every served model and alias, as Ollama lists local models."""
-    return {"models": [_entry(state, model, name) for model in state.config.models
+    """Every served model and alias the key may use, as Ollama lists local models."""
+    return {"models": [_entry(state, model, name) for model in visible_models(state.config)
                        for name in (model.name, *model.aliases)]}
 
 
 async def ps(state: RouterState) -> dict[str, Any]:
-    """The models that have live workers now, and their aliases."""
+    """The models the key may use that have live workers now, and their aliases."""
     running = []
-    for model in state.config.models:
+    for model in visible_models(state.config):
         try:
             live = await live_workers(state.redis, state.keys, model.name)
         except (RedisError, OSError) as exc:
@@ -65,6 +66,7 @@ def show(state: RouterState, name: str) -> dict[str, Any]:
     model = state.config.model(name)
     if model is None:
         raise ModelNotFound(f"The model '{name}' does not exist.", param="model")
+    check_model([model.name, *model.aliases], name)
     pools = ", ".join(f"{p.backend} ({p.model or 'no weights'})" for p in model.pools)
     modelfile = (f"# {name} is served by raylane from its cluster config; pools: {pools}.\n"
                  "# The chat template is the one in the model's weights.\n")

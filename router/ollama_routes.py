@@ -10,6 +10,7 @@ from starlette.responses import Response, StreamingResponse
 
 from raylane.router import models, ollama_models
 from raylane.router.admission import Ticket, admit
+from raylane.router.http import SSE_HEADERS, read_body
 from raylane.router.ollama import (
     OllamaGeneration,
     chat_job,
@@ -26,8 +27,8 @@ from raylane.router.ollama_protocol import (
     OllamaShowRequest,
 )
 from raylane.router.requests import decode, header_map
-from raylane.router.routes import SSE_HEADERS, _body
 from raylane.router.state import RouterState
+from raylane.router.timeline import Timeline, with_queue_wait
 
 ollama_api = APIRouter()
 
@@ -48,7 +49,8 @@ async def _answer(generation: OllamaGeneration, stream: bool) -> Response:
     if stream:
         return StreamingResponse(await generation.stream(), media_type=NDJSON,
                                  headers=SSE_HEADERS)
-    return models.json_response(await generation.collect())
+    return with_queue_wait(models.json_response(await generation.collect()),
+                           generation.timeline)
 
 
 def _loaded(name: str, chat: bool, stream: bool) -> Response:
@@ -61,7 +63,7 @@ def _loaded(name: str, chat: bool, stream: bool) -> Response:
 @ollama_api.post("/api/chat")
 async def chat(request: Request) -> Response:
     state = _state(request)
-    req = decode(await _body(request, state), OllamaChatRequest)
+    req = decode(await read_body(request, state), OllamaChatRequest)
     ticket = _admit(request, req.model, "chat")
     if not req.messages:
         return _loaded(req.model, True, req.stream)
@@ -73,7 +75,7 @@ async def chat(request: Request) -> Response:
 @ollama_api.post("/api/generate")
 async def generate(request: Request) -> Response:
     state = _state(request)
-    req = decode(await _body(request, state), OllamaGenerateRequest)
+    req = decode(await read_body(request, state), OllamaGenerateRequest)
     ticket = _admit(request, req.model, "text")
     if not req.prompt:
         return _loaded(req.model, False, req.stream)
@@ -86,22 +88,26 @@ async def generate(request: Request) -> Response:
 async def embed(request: Request) -> Response:
     state = _state(request)
     started = time.monotonic()
-    req = decode(await _body(request, state), OllamaEmbedRequest)
+    req = decode(await read_body(request, state), OllamaEmbedRequest)
     ticket = _admit(request, req.model, "embedding")
     job = embed_job(req.input, req.dimensions, ticket, state.reply_to)
-    result = await state.runner.result(job, ticket.model)
+    timeline = Timeline()
+    result = await state.runner.result(job, ticket.model, timeline)
     took = int((time.monotonic() - started) * 1e9)
-    return models.json_response(ollama_models.embed_response(result, req.model, took))
+    return with_queue_wait(models.json_response(
+        ollama_models.embed_response(result, req.model, took)), timeline)
 
 
 @ollama_api.post("/api/embeddings")
 async def embeddings(request: Request) -> Response:
     state = _state(request)
-    req = decode(await _body(request, state), OllamaEmbeddingsRequest)
+    req = decode(await read_body(request, state), OllamaEmbeddingsRequest)
     ticket = _admit(request, req.model, "embedding")
     job = embed_job(req.prompt, None, ticket, state.reply_to)
-    result = await state.runner.result(job, ticket.model)
-    return models.json_response(ollama_models.embedding_response_legacy(result))
+    timeline = Timeline()
+    result = await state.runner.result(job, ticket.model, timeline)
+    return with_queue_wait(models.json_response(
+        ollama_models.embedding_response_legacy(result)), timeline)
 
 
 @ollama_api.get("/api/tags")
@@ -117,7 +123,7 @@ async def ps(request: Request) -> Response:
 @ollama_api.post("/api/show")
 async def show(request: Request) -> Response:
     state = _state(request)
-    req = decode(await _body(request, state), OllamaShowRequest)
+    req = decode(await read_body(request, state), OllamaShowRequest)
     name = served_name(state.config, req.model or req.name or "")
     return models.json_response(ollama_models.show(state, name))
 

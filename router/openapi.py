@@ -23,7 +23,7 @@ import msgspec
 from fastapi import FastAPI
 from msgspec import Meta
 
-from raylane.router import schemas
+from raylane.router import admin_routes, anthropic_schemas, ollama_schemas, schemas
 from raylane.router.admission import MAX_TIMEOUT_S
 from raylane.router.anthropic_protocol import MessagesRequest
 from raylane.router.ollama_protocol import (
@@ -51,7 +51,11 @@ ERRORS: dict[int, str] = {
     400: "`invalid_request_error`: malformed JSON, wrong types, unknown fields, unsupported "
          "options or bad headers (`param` names the field); code `context_length_exceeded` "
          "when the prompt and `max_tokens` exceed the model's context.",
-    404: "`model_not_found`: no model or alias of that name is served.",
+    401: "`invalid_request_error`, code `invalid_api_key`: no API key, or an unknown or "
+         "revoked one (API keys are on, or an admin route).",
+    403: "`permission_error`: an admin route called with a key other than the admin key.",
+    404: "`model_not_found`: no model or alias of that name is served (or the key may not "
+         "use it); on admin routes, `not_found`: no key of that name.",
     413: "`payload_too_large`: the body exceeds `router.max_body_bytes`.",
     429: "`rate_limit_error`: code `queue_full` (the model's queue is at `queue.max_depth`) "
          "or `wait_exceeds_deadline` (the estimated wait exceeds the request's deadline); "
@@ -90,34 +94,37 @@ class Operation:
     """The media type of the stream: server-sent events, or NDJSON (Ollama's)."""
     queued: bool = True
     """Whether the body goes to the queue (so X-Priority and X-Request-Timeout apply)."""
+    open: bool = False
+    """Whether the route needs no key even when API keys are on."""
 
 
 def _ollama(method: str, path: str, operation_id: str, summary: str, answer: type | None,
             errors: tuple[int, ...], **kw: Any) -> Operation:
     return Operation(method, path, operation_id, f"Ollama API: {summary}", answer, errors,
-                     error=schemas.OllamaError, stream_type=NDJSON, **kw)
+                     error=ollama_schemas.OllamaError, stream_type=NDJSON, **kw)
 
 
 _NOT_MANAGED = "Refused (400): models come from the cluster config."
 OLLAMA_OPERATIONS = (
     _ollama("post", "/api/chat", "ollamaChat", "answer a conversation (streams by default).",
-            schemas.OllamaChatResponse, GENERATION_ERRORS, body=OllamaChatRequest,
-            chunk=schemas.OllamaChatResponse),
+            ollama_schemas.OllamaChatResponse, GENERATION_ERRORS, body=OllamaChatRequest,
+            chunk=ollama_schemas.OllamaChatResponse),
     _ollama("post", "/api/generate", "ollamaGenerate", "complete a prompt (streams by default).",
-            schemas.OllamaGenerateResponse, GENERATION_ERRORS, body=OllamaGenerateRequest,
-            chunk=schemas.OllamaGenerateResponse),
+            ollama_schemas.OllamaGenerateResponse, GENERATION_ERRORS, body=OllamaGenerateRequest,
+            chunk=ollama_schemas.OllamaGenerateResponse),
     _ollama("post", "/api/embed", "ollamaEmbed", "embed one or more inputs.",
-            schemas.OllamaEmbedResponse, GENERATION_ERRORS, body=OllamaEmbedRequest),
+            ollama_schemas.OllamaEmbedResponse, GENERATION_ERRORS, body=OllamaEmbedRequest),
     _ollama("post", "/api/embeddings", "ollamaEmbeddings", "embed one prompt (legacy).",
-            schemas.OllamaEmbeddingResponse, GENERATION_ERRORS, body=OllamaEmbeddingsRequest),
+            ollama_schemas.OllamaEmbeddingResponse, GENERATION_ERRORS,
+            body=OllamaEmbeddingsRequest),
     _ollama("get", "/api/tags", "ollamaTags", "list the served models and aliases.",
-            schemas.OllamaTags, (500,)),
+            ollama_schemas.OllamaTags, (500,)),
     _ollama("get", "/api/ps", "ollamaPs", "list the models with live workers.",
-            schemas.OllamaPs, (500, 503)),
+            ollama_schemas.OllamaPs, (500, 503)),
     _ollama("post", "/api/show", "ollamaShow", "what raylane knows about a model.",
-            schemas.OllamaShow, (400, 404, 413, 500), body=OllamaShowRequest, queued=False),
+            ollama_schemas.OllamaShow, (400, 404, 413, 500), body=OllamaShowRequest, queued=False),
     _ollama("get", "/api/version", "ollamaVersion", "raylane's version.",
-            schemas.OllamaVersion, (500,)),
+            ollama_schemas.OllamaVersion, (500,)),
     *(_ollama(method, f"/api/{name}", f"ollama{name.title()}", _NOT_MANAGED, None, (400, 500))
       for method, name in (("post", "pull"), ("post", "push"), ("post", "create"),
                            ("post", "copy"), ("delete", "delete"))),
@@ -139,45 +146,82 @@ OPERATIONS = (
     Operation("get", "/v1/models/{model}", "retrieveModel",
               "Describe one served model or alias.", schemas.ModelCard, (404, 500)),
     Operation("get", "/health", "health",
-              "Whether this router replica can reach Redis.", schemas.Health, (500, 503)),
+              "Whether this router replica can reach Redis.", schemas.Health, (500, 503),
+              open=True),
     Operation("get", "/raylane/status", "clusterStatus",
               "Queues, pools and replicas of every model.", schemas.ClusterStatus, (500, 503)),
     Operation("post", "/v1/messages", "createMessage",
               "Anthropic Messages API: answer a conversation (errors in Anthropic's shape).",
-              schemas.Message, GENERATION_ERRORS, body=MessagesRequest,
-              chunk=schemas.MessageEvent, error=schemas.AnthropicError,
-              events=schemas.MESSAGE_EVENTS),
+              anthropic_schemas.Message, GENERATION_ERRORS, body=MessagesRequest,
+              chunk=anthropic_schemas.MessageEvent, error=anthropic_schemas.AnthropicError,
+              events=anthropic_schemas.MESSAGE_EVENTS),
     *OLLAMA_OPERATIONS,
 )
 
 
-def install(app: FastAPI) -> None:
+_ADMIN = "Admin API (the admin key only): "
+ADMIN_OPERATIONS = (
+    Operation("post", "/admin/keys", "createKey", _ADMIN + "mint an API key; the answer is "
+              "the only place its secret is shown.", admin_routes.CreatedKey, (400, 500),
+              body=admin_routes.CreateKey, queued=False),
+    Operation("get", "/admin/keys", "listKeys", _ADMIN + "list the keys (without secrets).",
+              admin_routes.KeyList, (500,)),
+    Operation("delete", "/admin/keys/{name}", "revokeKey", _ADMIN + "revoke a key at once.",
+              admin_routes.RevokedKey, (404, 500)),
+    Operation("get", "/admin/keys/{name}/usage", "keyUsage", _ADMIN + "a key's requests and "
+              "tokens so far, and its budget left (kept after revoke).", admin_routes.KeyUsage,
+              (500,)),
+)
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer",
+               "description": "An API key from `raylane keys create` (the admin key on "
+                              "`/admin/*`)."},
+    "x-api-key": {"type": "apiKey", "in": "header", "name": "x-api-key",
+                  "description": "The same key in Anthropic's header."},
+}
+
+
+def install(app: FastAPI, *, keys: bool = False, admin: bool = False) -> None:
     """Make `app` serve this document as `/openapi.json` instead of FastAPI's own."""
-    built = document(app.title, app.version)
+    built = document(app.title, app.version, keys=keys, admin=admin)
     app.openapi = lambda: built  # type: ignore[method-assign]  # FastAPI's documented hook
 
 
-def document(title: str, version: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every route in `routes.py`."""
+def operations(*, admin: bool = False) -> tuple[Operation, ...]:
+    """The routes a router serves: the admin routes only where there is an admin key."""
+    return OPERATIONS + ADMIN_OPERATIONS if admin else OPERATIONS
+
+
+def document(title: str, version: str, *, keys: bool = False, admin: bool = False
+             ) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route the router serves: with `keys`, every
+    route but health needs a key (401 without one); with `admin`, the admin routes too."""
+    served = operations(admin=admin)
     types: list[Any] = [schemas.ErrorResponse, Priority, Timeout]
-    for op in OPERATIONS:
+    for op in served:
         types += [t for t in (op.answer, op.body, op.chunk, op.error)
                   if t is not None and t not in types]
     refs, components = msgspec.json.schema_components(types, ref_template=REF)
     schema = dict(zip(types, refs, strict=True))
     paths: dict[str, dict[str, Any]] = {}
-    for op in OPERATIONS:
-        paths.setdefault(op.path, {})[op.method] = _operation(op, schema)
-    return {
+    for op in served:
+        admin_route = op in ADMIN_OPERATIONS
+        paths.setdefault(op.path, {})[op.method] = _operation(
+            op, schema, secured=(keys or admin_route) and not op.open, admin_route=admin_route)
+    out: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version,
                  "description": "OpenAI-compatible API of a raylane cluster."},
         "paths": paths,
         "components": {"schemas": components},
     }
+    if keys or admin:
+        out["components"]["securitySchemes"] = SECURITY_SCHEMES
+    return out
 
 
-def _operation(op: Operation, schema: dict[Any, Any]) -> dict[str, Any]:
+def _operation(op: Operation, schema: dict[Any, Any], *, secured: bool = False,
+               admin_route: bool = False) -> dict[str, Any]:
     ok: dict[str, Any] = {JSON: {"schema": schema[op.answer]}} if op.answer else {}
     if op.chunk is not None and op.stream_type == NDJSON:
         ok[NDJSON] = {"schema": {"anyOf": [schema[op.chunk], schema[op.error]]}}
@@ -191,15 +235,47 @@ def _operation(op: Operation, schema: dict[Any, Any]) -> dict[str, Any]:
         out["requestBody"] = {"required": True, "content": {JSON: {"schema": schema[op.body]}}}
     responses: dict[str, Any] = {}
     if ok:
-        responses["200"] = {"description": _ok_description(op), "content": ok}
-    for status in op.errors:
+        responses["200"] = {"description": _ok_description(op), "content": ok,
+                            "headers": _ok_headers(op)}
+    errors = op.errors
+    if secured:
+        out["security"] = [{"bearer": []}, {"x-api-key": []}]
+        errors = tuple(sorted({*errors, 401, *((403,) if admin_route else ())}))
+    for status in errors:
         responses[str(status)] = _error(status, schema[op.error])
     out["responses"] = responses
     return out
 
 
+REQUEST_ID = {
+    "required": True, "schema": {"type": "string"},
+    "description": "The request's id: the caller's `X-Request-ID` when it is 1 to 128 of "
+                   "`A-Za-z0-9._:+=@/~-`, else a new one; log lines of router and worker "
+                   "carry it.",
+}
+
+
+def _ok_headers(op: Operation) -> dict[str, Any]:
+    headers: dict[str, Any] = {"X-Request-ID": REQUEST_ID}
+    if op.body is not None and op.queued:
+        headers["X-Raylane-Queue-Wait-Ms"] = {
+            "required": False, "schema": {"type": "integer", "minimum": 0},
+            "description": "How long the request waited in the queue (whole milliseconds), "
+                           "on every answer that is not a stream.",
+        }
+    return headers
+
+
 def _parameters(op: Operation, schema: dict[Any, Any]) -> list[dict[str, Any]]:
-    parameters = []
+    parameters = [{
+        "name": "X-Request-ID", "in": "header", "required": False,
+        "schema": {"type": "string"},
+        "description": "An id for this request, returned as `X-Request-ID` and written in "
+                       "the logs (kept when it is 1 to 128 of `A-Za-z0-9._:+=@/~-`).",
+    }]
+    if "{name}" in op.path:
+        parameters.append({"name": "name", "in": "path", "required": True,
+                           "schema": {"type": "string"}, "description": "The key's name."})
     if "{model}" in op.path:
         parameters.append({
             "name": "model", "in": "path", "required": True, "schema": {"type": "string"},
@@ -245,10 +321,11 @@ def _event(chunk: dict[str, Any], error: dict[str, Any], names: tuple[str, ...] 
 
 
 def _error(status: int, error: dict[str, Any]) -> dict[str, Any]:
-    response: dict[str, Any] = {"description": ERRORS[status], "content": {JSON: {"schema": error}}}
+    response: dict[str, Any] = {"description": ERRORS[status], "content": {JSON: {"schema": error}},
+                                "headers": {"X-Request-ID": REQUEST_ID}}
     if status == 429:
-        response["headers"] = {"Retry-After": {
+        response["headers"]["Retry-After"] = {
             "required": True, "schema": {"type": "integer", "minimum": 0},
             "description": "Seconds to wait before retrying.",
-        }}
+        }
     return response

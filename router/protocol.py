@@ -1,7 +1,7 @@
 """OpenAI request bodies as msgspec Structs: the exact shapes the router accepts.
 
 Fields the router honours are typed and bounded here; fields OpenAI clients
-commonly send with their neutral value (`logprobs: false`, `user`) are
+commonly send with their neutral value (`store`, `metadata`) are
 accepted; anything else is rejected with the field named, never ignored.
 Responses are built as plain dicts in the endpoint modules, in OpenAI's shape.
 """
@@ -37,11 +37,32 @@ class TextPart(Strict, kw_only=True):
     text: str
 
 
+ToolName = Annotated[str, Meta(pattern="^[a-zA-Z0-9_-]{1,64}$")]
+MAX_TOOLS = 128
+
+
+class FunctionCall(Strict, kw_only=True):
+    name: str
+    arguments: str
+    """JSON text, as the model wrote it."""
+
+
+class ToolCall(Strict, kw_only=True):
+    """A call an assistant message made, sent back as part of the conversation."""
+
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+
 class ChatMessage(Strict, kw_only=True):
     role: Role
     content: str | list[TextPart] | None = None
     name: str | None = None
     tool_call_id: str | None = None
+    """The call a `tool` message answers (required there)."""
+    tool_calls: list[ToolCall] | None = None
+    """The calls an `assistant` message made."""
 
     def text(self) -> str:
         """The message's content as one string."""
@@ -83,6 +104,36 @@ class JsonSchemaFormat(Strict, kw_only=True, tag="json_schema", tag_field="type"
 ResponseFormat = TextFormat | JsonObjectFormat | JsonSchemaFormat
 
 
+class FunctionDefinition(Strict, kw_only=True):
+    name: ToolName
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    """The JSON Schema of the arguments (an object); absent, the function takes none."""
+    strict: bool | None = None
+    """Accepted either way: a forced call is always constrained to the schema."""
+
+
+class Tool(Strict, kw_only=True):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class FunctionName(Strict, kw_only=True):
+    name: str
+
+
+class NamedToolChoice(Strict, kw_only=True):
+    """Call this function."""
+
+    type: Literal["function"]
+    function: FunctionName
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+TopLogprobs = Annotated[int, Meta(ge=0, le=20)]
+CompletionLogprobs = Annotated[int, Meta(ge=0, le=5)]
+
+
 class Sampling(Strict, kw_only=True):
     """Fields shared by chat and text completions."""
 
@@ -107,11 +158,14 @@ class ChatCompletionRequest(Sampling, kw_only=True):
     messages: Annotated[list[ChatMessage], Meta(min_length=1)]
     max_completion_tokens: MaxTokens | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: TopLogprobs | None = None
+    """Alternatives reported per token; needs `logprobs: true`."""
     response_format: ResponseFormat | None = None
-    tool_choice: Literal["none", "auto"] | None = None
-    tools: list[Any] | None = None
+    tool_choice: ToolChoice | None = None
+    """With tools, `auto` by default."""
+    tools: Annotated[list[Tool], Meta(max_length=MAX_TOOLS)] | None = None
     parallel_tool_calls: bool | None = None
+    """False: a forced (`required`) answer makes one call, not one or more."""
     store: bool | None = None
     metadata: dict[str, str] | None = None
 
@@ -123,7 +177,8 @@ Prompt = str | list[str | Int64 | list[Int64]]
 class CompletionRequest(Sampling, kw_only=True):
     prompt: Prompt
     echo: bool | None = None
-    logprobs: int | None = None
+    logprobs: CompletionLogprobs | None = None
+    """Report each token's log probability and this many alternatives."""
     best_of: int | None = None
     suffix: str | None = None
 

@@ -20,6 +20,7 @@ from raylane.cluster.messages import (
     SamplingParams,
     TextPrompt,
     TokenPrompt,
+    ToolCall,
 )
 from raylane.router.admission import Ticket
 from raylane.router.anthropic_protocol import MessagesRequest, blocks_text
@@ -27,6 +28,7 @@ from raylane.router.errors import invalid_body
 from raylane.router.protocol import (
     INT64_MIN,
     ChatCompletionRequest,
+    ChatMessage,
     CompletionRequest,
     EmbeddingRequest,
     JsonObjectFormat,
@@ -34,6 +36,7 @@ from raylane.router.protocol import (
     ResponseFormat,
     Sampling,
 )
+from raylane.router.tools import ToolPlan, tool_plan
 
 T = TypeVar("T")
 
@@ -67,15 +70,35 @@ def sampling(req: Sampling, max_tokens: int | None, cap: int | None = None) -> S
     )
 
 
-def chat_jobs(req: ChatCompletionRequest, ticket: Ticket, reply_to: str) -> list[Job]:
-    _unsupported(bool(req.logprobs) or bool(req.top_logprobs), "logprobs",
-                 "logprobs are not supported.")
-    _unsupported(bool(req.tools), "tools", "Tool calling is not supported.")
+def chat_jobs(req: ChatCompletionRequest, ticket: Ticket, reply_to: str,
+              tools: ToolPlan | None = None) -> list[Job]:
+    """The jobs of a chat request (`tools`: its tool plan, when the caller made it)."""
+    tools = tool_plan(req) if tools is None else tools
     params = sampling(req, req.max_completion_tokens or req.max_tokens, ticket.model.max_tokens)
     params = _response_format(params, req.response_format)
-    messages = [Message(role=m.role, content=m.text(), name=m.name) for m in req.messages]
-    prompt = ChatPrompt(messages=messages)
+    params = msgspec.structs.replace(params, logprobs=_top_logprobs(req),
+                                     json_schema=tools.schema or params.json_schema)
+    messages = [_message(m, f"messages[{i}]") for i, m in enumerate(req.messages)]
+    prompt = ChatPrompt(messages=messages, tools=tools.tools, tools_forced=bool(tools.schema))
     return [_job(ticket, "chat", prompt, p, reply_to) for p in _choices(params, req.n)]
+
+
+def _top_logprobs(req: ChatCompletionRequest) -> int | None:
+    """Alternatives per token the caller wants; None for no log probabilities."""
+    if req.top_logprobs is not None and not req.logprobs:
+        raise InvalidRequest("top_logprobs needs logprobs: true.", param="top_logprobs")
+    return (req.top_logprobs or 0) if req.logprobs else None
+
+
+def _message(m: ChatMessage, where: str) -> Message:
+    _unsupported(bool(m.tool_calls) and m.role != "assistant", f"{where}.tool_calls",
+                 "Only assistant messages make tool calls.")
+    _unsupported(m.role == "tool" and not m.tool_call_id, f"{where}.tool_call_id",
+                 "A tool message needs the tool_call_id of the call it answers.")
+    calls = [ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
+             for c in m.tool_calls or []]
+    return Message(role=m.role, content=m.text(), name=m.name, tool_calls=calls,
+                   tool_call_id=m.tool_call_id)
 
 
 def message_job(req: MessagesRequest, ticket: Ticket, reply_to: str) -> Job:
@@ -94,11 +117,11 @@ def message_job(req: MessagesRequest, ticket: Ticket, reply_to: str) -> Job:
 
 def completion_jobs(req: CompletionRequest, ticket: Ticket, reply_to: str) -> list[Job]:
     _unsupported(bool(req.echo), "echo", "echo is not supported.")
-    _unsupported(bool(req.logprobs), "logprobs", "logprobs are not supported.")
     _unsupported(req.best_of not in (None, 1), "best_of", "Only best_of=1 is supported.")
     _unsupported(bool(req.suffix), "suffix", "suffix is not supported.")
     params = sampling(req, req.max_tokens or min(16, ticket.model.max_tokens or 16),
                       ticket.model.max_tokens)
+    params = msgspec.structs.replace(params, logprobs=req.logprobs)
     prompts = _prompts(req.prompt)
     if len(prompts) * req.n > MAX_PROMPTS:
         raise InvalidRequest(f"At most {MAX_PROMPTS} answers per request (prompts times n).",
@@ -170,6 +193,7 @@ def _job(ticket: Ticket, kind: str, prompt: Prompt | EmbedInputs, params: Sampli
         deadline=ticket.deadline,
         reply_to=reply,
         request_id=ticket.request_id,
+        tenant=ticket.tenant,
     )
 
 

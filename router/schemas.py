@@ -14,12 +14,16 @@ is typed `None` (required, always null).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from raylane.router.protocol import ToolCall
+
 FinishReason = Literal["stop", "length"]
+ChatFinishReason = Literal["stop", "length", "tool_calls"]
+"""`tool_calls`: the answer is tool calls (it would otherwise have been `stop`)."""
 ErrorType = Literal[
     "invalid_request_error", "rate_limit_error", "timeout_error", "service_unavailable",
     "server_error", "permission_error", "insufficient_quota",
@@ -36,17 +40,58 @@ class Usage(Closed, kw_only=True):
     total_tokens: int
 
 
+class Timings(Closed, kw_only=True):
+    """raylane's extension (as llama.cpp's server has one): where the request's time went,
+    in milliseconds on the router's clock; with several jobs, the slowest job's queue and
+    generation times, and the first text of any choice."""
+
+    queue_ms: float
+    """From enqueue until a worker started the attempt that answered."""
+    ttft_ms: float
+    """From the router's accepting the request until its first text."""
+    generation_ms: float
+    """From that start until the answer's end."""
+    total_ms: float
+    """From accepting the request until the end of the whole answer."""
+
+
+class ChatTopLogprob(Closed, kw_only=True):
+    token: str
+    """The token's text; bytes that are no complete UTF-8 character as `\\xNN`."""
+    logprob: float
+    bytes: list[int]
+
+
+class ChatTokenLogprob(Closed, kw_only=True):
+    token: str
+    logprob: float
+    bytes: list[int]
+    top_logprobs: list[ChatTopLogprob]
+    """The `top_logprobs` likeliest tokens at this place, likeliest first."""
+
+
+class ChatLogprobs(Closed, kw_only=True):
+    """Sent when the request asked for `logprobs`: one entry per token of the choice (in a
+    stream, per token of the chunk)."""
+
+    content: list[ChatTokenLogprob]
+    refusal: None
+
+
 class AssistantMessage(Closed, kw_only=True):
     role: Literal["assistant"]
-    content: str
+    content: str | None
+    """Null when the answer is only tool calls."""
     refusal: None
+    tool_calls: list[ToolCall] | UnsetType = UNSET
+    """The calls (`finish_reason` `tool_calls`), in the shape a conversation sends back."""
 
 
 class ChatChoice(Closed, kw_only=True):
     index: int
     message: AssistantMessage
-    logprobs: None
-    finish_reason: FinishReason
+    logprobs: ChatLogprobs | None
+    finish_reason: ChatFinishReason
 
 
 class ChatCompletion(Closed, kw_only=True):
@@ -59,20 +104,39 @@ class ChatCompletion(Closed, kw_only=True):
     system_fingerprint: None
     choices: list[ChatChoice]
     usage: Usage
+    timings: Timings
+
+
+class CalledFunctionChunk(Closed, kw_only=True):
+    name: str | UnsetType = UNSET
+    """In the first piece of a call only."""
+    arguments: str
+    """The next piece of the arguments' JSON text."""
+
+
+class ToolCallChunk(Closed, kw_only=True):
+    """A piece of a tool call; the first piece of each call carries its id and name."""
+
+    index: int
+    id: str | UnsetType = UNSET
+    type: Literal["function"] | UnsetType = UNSET
+    function: CalledFunctionChunk
 
 
 class ChunkDelta(Closed, kw_only=True):
-    """What a chunk adds: the role and first text, later text, or nothing (the last chunk)."""
+    """What a chunk adds: the role and first text, later text or tool calls, or nothing
+    (the last chunk)."""
 
     role: Literal["assistant"] | UnsetType = UNSET
-    content: str | UnsetType = UNSET
+    content: str | UnsetType | None = UNSET
+    tool_calls: list[ToolCallChunk] | UnsetType = UNSET
 
 
 class ChatChunkChoice(Closed, kw_only=True):
     index: int
     delta: ChunkDelta
-    logprobs: None
-    finish_reason: FinishReason | None
+    logprobs: ChatLogprobs | None
+    finish_reason: ChatFinishReason | None
 
 
 class ChatCompletionChunk(Closed, kw_only=True):
@@ -86,12 +150,26 @@ class ChatCompletionChunk(Closed, kw_only=True):
     choices: list[ChatChunkChoice]
     usage: Usage | UnsetType | None = UNSET
     """Sent only with `stream_options.include_usage`: null until the last chunk."""
+    timings: Timings | UnsetType = UNSET
+    """On the usage chunk, or without `include_usage` on the last chunk."""
+
+
+class TextLogprobs(Closed, kw_only=True):
+    """OpenAI's legacy shape, sent when the request asked for `logprobs`: one entry per
+    token in each list."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    """The sampled token and the `logprobs` likeliest, by their text."""
+    text_offset: list[int]
+    """Where each token begins in the choice's text, in characters."""
 
 
 class TextChoice(Closed, kw_only=True):
     index: int
     text: str
-    logprobs: None
+    logprobs: TextLogprobs | None
     finish_reason: FinishReason
 
 
@@ -105,12 +183,13 @@ class TextCompletion(Closed, kw_only=True):
     system_fingerprint: None
     choices: list[TextChoice]
     usage: Usage
+    timings: Timings
 
 
 class TextChunkChoice(Closed, kw_only=True):
     index: int
     text: str
-    logprobs: None
+    logprobs: TextLogprobs | None
     finish_reason: FinishReason | None
 
 
@@ -124,6 +203,8 @@ class TextCompletionChunk(Closed, kw_only=True):
     system_fingerprint: None
     choices: list[TextChunkChoice]
     usage: Usage | UnsetType | None = UNSET
+    timings: Timings | UnsetType = UNSET
+    """On the usage chunk, or without `include_usage` on the last chunk."""
 
 
 class EmbeddingObject(Closed, kw_only=True):
@@ -262,230 +343,3 @@ class ClusterStatus(Closed, kw_only=True):
     pid: int
     """Its process id."""
     models: list[ModelStatus]
-
-
-# The Anthropic Messages API (`/v1/messages`, built in `anthropic.py`).
-
-StopReason = Literal["end_turn", "max_tokens", "stop_sequence"]
-AnthropicErrorType = Literal[
-    "invalid_request_error", "not_found_error", "request_too_large", "rate_limit_error",
-    "api_error", "overloaded_error", "timeout_error", "authentication_error", "permission_error",
-]
-
-
-class StreamEvent(Closed, tag_field="type", kw_only=True):
-    """An event of a message stream (and an error): `type` names it."""
-
-
-class TextContent(Closed, kw_only=True):
-    type: Literal["text"]
-    text: str
-
-
-class MessageUsage(Closed, kw_only=True):
-    input_tokens: int
-    output_tokens: int
-
-
-class Message(Closed, kw_only=True):
-    """A whole message (`stream` false); in `message_start`, without content, stop or usage."""
-
-    id: str
-    type: Literal["message"]
-    role: Literal["assistant"]
-    model: str
-    content: list[TextContent]
-    stop_reason: StopReason | None
-    stop_sequence: str | None
-    usage: MessageUsage
-
-
-class MessageStart(StreamEvent, tag="message_start", kw_only=True):
-    message: Message
-
-
-class ContentBlockStart(StreamEvent, tag="content_block_start", kw_only=True):
-    index: int
-    content_block: TextContent
-
-
-class Ping(StreamEvent, tag="ping", kw_only=True):
-    """Sent once after the first events, as Anthropic does."""
-
-
-class TextDelta(Closed, kw_only=True):
-    type: Literal["text_delta"]
-    text: str
-
-
-class ContentBlockDelta(StreamEvent, tag="content_block_delta", kw_only=True):
-    index: int
-    delta: TextDelta
-
-
-class ContentBlockStop(StreamEvent, tag="content_block_stop", kw_only=True):
-    index: int
-
-
-class StopDelta(Closed, kw_only=True):
-    stop_reason: StopReason
-    stop_sequence: str | None
-
-
-class MessageDelta(StreamEvent, tag="message_delta", kw_only=True):
-    """The message's end: why it stopped, and its whole usage."""
-
-    delta: StopDelta
-    usage: MessageUsage
-
-
-class MessageStop(StreamEvent, tag="message_stop", kw_only=True):
-    """The stream's last event."""
-
-
-class AnthropicErrorDetail(Closed, kw_only=True):
-    type: AnthropicErrorType
-    message: str
-
-
-class AnthropicError(StreamEvent, tag="error", kw_only=True):
-    """Every error of `/v1/messages`, as Anthropic shapes it; also a failed stream's last event."""
-
-    error: AnthropicErrorDetail
-
-
-MessageEvent = (MessageStart | ContentBlockStart | Ping | ContentBlockDelta | ContentBlockStop
-                | MessageDelta | MessageStop | AnthropicError)
-"""The data of one event of a message stream (its `event:` line repeats `type`)."""
-MESSAGE_EVENTS = ("message_start", "content_block_start", "ping", "content_block_delta",
-                  "content_block_stop", "message_delta", "message_stop", "error")
-
-
-# The Ollama API (`/api/*`): its answers, in Ollama's shape.
-OllamaDoneReason = Literal["stop", "length", "load"]
-
-
-class OllamaError(Closed, kw_only=True):
-    """Every error of the Ollama API; also the last line of a stream that failed."""
-
-    error: str
-
-
-class OllamaAssistantMessage(Closed, kw_only=True):
-    role: Literal["assistant"]
-    content: str
-
-
-class OllamaChatResponse(Closed, kw_only=True):
-    """A whole chat answer, or (streamed) one line: text with `done` false, then the last
-    line with `done` true, the counts and the durations (nanoseconds)."""
-
-    model: str
-    created_at: str
-    message: OllamaAssistantMessage
-    done: bool
-    done_reason: OllamaDoneReason | UnsetType = UNSET
-    total_duration: int | UnsetType = UNSET
-    load_duration: int | UnsetType = UNSET
-    prompt_eval_count: int | UnsetType = UNSET
-    prompt_eval_duration: int | UnsetType = UNSET
-    eval_count: int | UnsetType = UNSET
-    eval_duration: int | UnsetType = UNSET
-
-
-class OllamaGenerateResponse(Closed, kw_only=True):
-    """As `OllamaChatResponse`, with the text in `response`."""
-
-    model: str
-    created_at: str
-    response: str
-    done: bool
-    done_reason: OllamaDoneReason | UnsetType = UNSET
-    total_duration: int | UnsetType = UNSET
-    load_duration: int | UnsetType = UNSET
-    prompt_eval_count: int | UnsetType = UNSET
-    prompt_eval_duration: int | UnsetType = UNSET
-    eval_count: int | UnsetType = UNSET
-    eval_duration: int | UnsetType = UNSET
-
-
-class OllamaEmbedResponse(Closed, kw_only=True):
-    """One unit vector per input, in input order."""
-
-    model: str
-    embeddings: list[list[float]]
-    total_duration: int
-    load_duration: int
-    prompt_eval_count: int
-
-
-class OllamaEmbeddingResponse(Closed, kw_only=True):
-    """The legacy answer: the vector of the one prompt."""
-
-    embedding: list[float]
-
-
-class OllamaDetails(Closed, kw_only=True):
-    """What raylane knows of a model's weights; "" where it does not know."""
-
-    parent_model: str
-    """For an alias, the model it names."""
-    format: Literal["gguf", "safetensors", ""]
-    family: str
-    families: None
-    parameter_size: str
-    quantization_level: str
-
-
-class OllamaModel(Closed, kw_only=True):
-    name: str
-    model: str
-    modified_at: str
-    """When this router replica started."""
-    size: int
-    """The weights' size in bytes where this router can see them, else 0."""
-    digest: str
-    details: OllamaDetails
-
-
-class OllamaTags(Closed, kw_only=True):
-    """Every served model and alias."""
-
-    models: list[OllamaModel]
-
-
-class OllamaRunningModel(Closed, kw_only=True):
-    name: str
-    model: str
-    size: int
-    digest: str
-    details: OllamaDetails
-    expires_at: str
-    """Far in the future: a pool keeps its model loaded while it runs."""
-    size_vram: int
-    context_length: int
-    """The pool's configured context (n_ctx or max_model_len), 0 when unset."""
-
-
-class OllamaPs(Closed, kw_only=True):
-    """The models (and aliases) with live workers now."""
-
-    models: list[OllamaRunningModel]
-
-
-class OllamaShow(Closed, kw_only=True):
-    modelfile: str
-    """Not a real Modelfile: a comment saying where raylane serves the model from."""
-    parameters: str
-    template: str
-    details: OllamaDetails
-    model_info: dict[str, Any]
-    """raylane's view: `raylane.model`, `raylane.aliases`, `raylane.backends`,
-    `raylane.context_length` (when configured)."""
-    capabilities: list[str]
-    modified_at: str
-
-
-class OllamaVersion(Closed, kw_only=True):
-    version: str
-    """raylane's version."""

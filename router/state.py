@@ -12,6 +12,7 @@ from raylane.cluster.apikeys import KeyStore
 from raylane.cluster.config import Config
 from raylane.cluster.keys import Keys
 from raylane.cluster.limits import KeyLimiter
+from raylane.cluster.metrics import Recorder
 from raylane.cluster.queue import JobQueue
 from raylane.cluster.redis_client import connect
 from raylane.router.inbox import Inbox
@@ -31,6 +32,7 @@ class RouterState:
     router_id: str
     started: int
     key_store: KeyStore
+    metrics: Recorder
 
     @classmethod
     async def open(cls, config: Config, redis_url: str, prefix: str) -> RouterState:
@@ -43,9 +45,11 @@ class RouterState:
         keeper = Keeper(config, queue, inbox)
         await inbox.start()
         await keeper.start()
-        runner = JobRunner(queue, inbox, keeper.check, KeyLimiter(redis, keys))
+        metrics = Recorder(redis, keys)
+        metrics.start()
+        runner = JobRunner(queue, inbox, keeper.check, KeyLimiter(redis, keys), metrics)
         return cls(config, redis, keys, queue, inbox, runner, keeper, router_id,
-                   int(time.time()), KeyStore(redis, keys))
+                   int(time.time()), KeyStore(redis, keys), metrics)
 
     @property
     def reply_to(self) -> str:
@@ -54,4 +58,5 @@ class RouterState:
     async def close(self) -> None:
         await self.keeper.stop()
         await self.inbox.stop()
+        await self.metrics.stop()
         await self.redis.aclose()

@@ -58,12 +58,16 @@ async def cluster_status(state: RouterState) -> dict[str, Any]:
 
 def _replicas(pool: PoolConfig, live: int, decision: Decision | None,
               serve: dict[str, int] | None) -> dict[str, Any]:
-    if not autoscaled(pool):
-        target: int | None = max(1, pool.replicas.min)
-    else:
-        target = decision.target if decision is not None else None
     return {"live": live, "min": pool.replicas.min, "max": pool.replicas.max, "serve": serve,
-            "target": target, "autoscaled": autoscaled(pool)}
+            "target": replica_target(pool, decision), "autoscaled": autoscaled(pool)}
+
+
+def replica_target(pool: PoolConfig, decision: Decision | None) -> int | None:
+    """The replicas a pool is scaling to: its fixed count, or (autoscaled) Serve's target in
+    the policy's last decision; None before the policy's first decision."""
+    if not autoscaled(pool):
+        return max(1, pool.replicas.min)
+    return decision.target if decision is not None else None
 
 
 def _scaling(decision: Decision | None) -> dict[str, Any] | None:

@@ -7,7 +7,9 @@ and shared by all instances, so N slots cost N KV caches, not N models.
 Generation runs in a thread per slot and hands tokens to the event loop with
 `call_soon_threadsafe`; the loop never waits on llama.cpp. Prompts of chat
 requests are rendered with the model's own chat template (from the GGUF
-metadata, or `options.chat_template`).
+metadata, or `options.chat_template`), tools included (`templates.py`).
+Log probabilities, when asked for, come from the logits each token was sampled
+from, read before the next token is decoded: no `logits_all`.
 """
 
 from __future__ import annotations
@@ -32,11 +34,14 @@ from raylane.cluster.messages import (
     Prompt,
     SamplingParams,
     TextPrompt,
+    TokenLogprob,
     TokenPrompt,
 )
 from raylane.workers.llamacpp_embed import LlamaEmbedder
+from raylane.workers.logprobs import Pending, from_logits
 from raylane.workers.prompts import completion_budget, token_ids
 from raylane.workers.stops import StopMatcher
+from raylane.workers.templates import template_inputs
 
 
 @dataclass
@@ -62,6 +67,7 @@ class LlamaCppEngine:
         self._threads = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="llama")
         self._cancels: dict[str, threading.Event] = {}
         self._template: Any = None
+        self._template_source: str | None = None
         self._instances: list[Any] = []
         self._embedder = LlamaEmbedder(weights, options)
         self._started = False
@@ -70,7 +76,9 @@ class LlamaCppEngine:
         loop = asyncio.get_running_loop()
         self._instances = [await loop.run_in_executor(self._threads, self._load)
                            for _ in range(self.slots)]
-        self._template = _chat_formatter(self._instances[0], self.options.chat_template)
+        self._template_source = (self.options.chat_template
+                                 or self._instances[0].metadata.get("tokenizer.chat_template"))
+        self._template = _chat_formatter(self._instances[0], self._template_source)
         for llm in self._instances:
             self._free.put_nowait(llm)
         self._started = True
@@ -104,7 +112,7 @@ class LlamaCppEngine:
             def report(item: tuple[str, Any]) -> None:
                 loop.call_soon_threadsafe(out.put_nowait, item)
 
-            run = _Run(tokens, params, budget, cancel, report, _grammar(params))
+            run = _Run(tokens, params, budget, cancel, report, _grammar(params, prompt))
             future = loop.run_in_executor(self._threads, _generate, llm, run)
             async for item in _relay(out, run, len(tokens), params):
                 yield item
@@ -119,9 +127,9 @@ class LlamaCppEngine:
         if isinstance(prompt, ChatPrompt):
             if self._template is None:
                 raise InvalidRequest("This model has no chat template; use /v1/completions.")
-            messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+            messages, tools = template_inputs(prompt, self._template_source)
             try:
-                rendered = self._template(messages=messages)
+                rendered = self._template(messages=messages, tools=tools)
             except Exception as exc:  # a template's raise_exception(): the request's fault
                 raise InvalidRequest(f"The chat template rejected the messages: {exc}",
                                      param="messages") from exc
@@ -162,6 +170,7 @@ async def _relay(
 ) -> AsyncIterator[Delta | Done]:
     """Turn the thread's token texts into deltas, cutting at stop strings."""
     stops = StopMatcher(params.stop)
+    pending = Pending()
     produced = 0
     while True:
         kind, value = await out.get()
@@ -172,17 +181,21 @@ async def _relay(
                 return
             finish: Literal["stop", "length"] = "stop" if value == "eog" else "length"
             yield Done(finish_reason=finish, prompt_tokens=prompt_tokens,
-                       completion_tokens=produced, text=stops.flush())
+                       completion_tokens=produced, text=stops.flush(), logprobs=pending.take())
             return
         produced += 1
-        text = stops.feed(value)
+        piece, logprob = value
+        if logprob is not None:
+            pending.add([logprob])
+        text = stops.feed(piece)
         if stops.stopped:
             run.cancel.set()
             yield Done(finish_reason="stop", prompt_tokens=prompt_tokens,
-                       completion_tokens=produced, text=text, stop=stops.matched)
+                       completion_tokens=produced, text=text, stop=stops.matched,
+                       logprobs=pending.take())
             return
         if text:
-            yield Delta(text=text, tokens=1)
+            yield Delta(text=text, tokens=1, logprobs=pending.take())
 
 
 def _generate(llm: Any, run: _Run) -> None:
@@ -208,9 +221,10 @@ def _generate(llm: Any, run: _Run) -> None:
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 run.report(("end", "eog"))
                 return
+            logprob = _logprob(llm, token, params.logprobs)
             piece = llm.detokenize([token], prev_tokens=run.tokens + completion)
             completion.append(token)
-            run.report(("token", decoder.decode(piece)))
+            run.report(("token", (decoder.decode(piece), logprob)))
             if len(completion) >= run.budget:
                 run.report(("end", "length"))
                 return
@@ -218,17 +232,35 @@ def _generate(llm: Any, run: _Run) -> None:
         run.report(("error", exc))
 
 
-def _grammar(params: SamplingParams) -> Any:
-    """The grammar of a JSON response format: llama.cpp's JSON grammar (its root is an
-    object) or one converted from the schema; None for plain text."""
+def _logprob(llm: Any, token: int, top: int | None) -> TokenLogprob | None:
+    """The sampled token's log probability (and the `top` likeliest) from the logits it was
+    sampled from: the last decoded position's, still current while the generator waits.
+    None when the request asked for none."""
+    if top is None:
+        return None
+    import llama_cpp
+    import numpy as np
+
+    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1),
+                                   shape=(llm.n_vocab(),))
+    return from_logits(logits, token, top, lambda t: llm.detokenize([t], special=True))
+
+
+def _grammar(params: SamplingParams, prompt: Prompt) -> Any:
+    """The grammar of a JSON answer (a response format, or a forced tool call): llama.cpp's
+    JSON grammar (its root is an object) or one converted from the schema; None for plain
+    text."""
     from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
     if params.json_schema is not None:
+        tools = isinstance(prompt, ChatPrompt) and prompt.tools_forced
         try:
             return LlamaGrammar.from_json_schema(params.json_schema, verbose=False)
         except Exception as exc:  # a schema feature the converter lacks: the request's fault
-            raise InvalidRequest(f"llama.cpp cannot follow this JSON schema: {exc}",
-                                 param="response_format.json_schema.schema") from exc
+            what = "the parameters of these tools" if tools else "this JSON schema"
+            raise InvalidRequest(
+                f"llama.cpp cannot follow {what}: {exc}",
+                param="tools" if tools else "response_format.json_schema.schema") from exc
     if params.json_object:
         return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
     return None
@@ -237,7 +269,6 @@ def _grammar(params: SamplingParams) -> Any:
 def _chat_formatter(llm: Any, template: str | None) -> Any:
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    template = template or llm.metadata.get("tokenizer.chat_template")
     if not template:
         return None
     eos, bos = llm.token_eos(), llm.token_bos()

@@ -12,6 +12,9 @@ from the queue, since nobody would read their answer. Right after a Redis outage
 the alive keys say nothing (no router could refresh its key while Redis was
 away), so for `ALIVE_TTL_S` after its last failed Redis call a worker does not
 act on them.
+
+Each job's start and end are logged with its request id (`job_fields`: the caller's
+`X-Request-ID`, as the router logs it), never with its text.
 """
 
 from __future__ import annotations
@@ -37,10 +40,12 @@ from raylane.cluster.messages import (
     LeasedJob,
     event_encoder,
 )
+from raylane.cluster.metrics import Recorder
 from raylane.cluster.queue import ALIVE_TTL_S, JobQueue
 from raylane.cluster.redis_client import raise_if_cancelled
 from raylane.cluster.registry import WorkerBeat, announce, retire
 from raylane.workers.engine import Engine
+from raylane.workers.job_metrics import JobClock, PoolMetrics
 
 log = logging.getLogger("raylane.worker")
 
@@ -61,6 +66,8 @@ class Running:
     renewed: float = field(default_factory=time.monotonic)
     """When the lease was last known to hold."""
     began: float = field(default_factory=time.monotonic)
+    clock: JobClock | None = None
+    """Times the job for the metrics."""
 
 
 class PullLoop:
@@ -72,6 +79,7 @@ class PullLoop:
         self.pool = pool
         self.pool_name = pool_name
         self.worker_id = worker_id
+        self.metrics = PoolMetrics(Recorder(queue.redis, queue.keys), model.name, pool_name)
         self.running: dict[str, Running] = {}
         self._slots = asyncio.Semaphore(pool.slots)
         self._leasing = True
@@ -80,6 +88,7 @@ class PullLoop:
         """Monotonic time from which the routers' alive keys are trusted again."""
 
     def start(self) -> None:
+        self.metrics.recorder.start()
         self._tasks = [asyncio.create_task(self._lease_forever(), name="raylane-lease"),
                        asyncio.create_task(self._heartbeat_forever(), name="raylane-heartbeat")]
 
@@ -106,6 +115,7 @@ class PullLoop:
         await _cancel(self._tasks)
         with contextlib.suppress(RedisError, OSError):
             await retire(self.queue.redis, self.queue.keys, self.model.name, self.worker_id)
+        await self.metrics.recorder.stop()
 
     async def _lease_forever(self) -> None:
         while self._leasing:
@@ -115,7 +125,7 @@ class PullLoop:
             except BaseException:
                 self._slots.release()
                 raise
-            run = Running(leased)
+            run = Running(leased, clock=self.metrics.clock(leased))
             self.running[leased.job.id] = run
             run.task = asyncio.create_task(self._run(run), name=f"job-{leased.job.id}")
 
@@ -141,18 +151,28 @@ class PullLoop:
 
     async def _run(self, run: Running) -> None:
         job = run.leased.job
+        fields = job_fields(run.leased, self.worker_id)
+        log.info("job started", extra=fields)
+        ended = "done"
         try:
             async with asyncio.timeout(max(0.0, job.deadline - time.time())):
                 await self._generate(run)
         except TimeoutError:
             run.stop = run.stop or "deadline"
         except Exception as exc:  # the job's own failure, reported to its caller
-            await self._emit(run, Event.ERROR, event_encoder.encode(_failure(exc)), final=True)
+            failure = _failure(exc)
+            ended = failure.kind
+            if failure.kind == "engine":
+                log.error("generation failed", exc_info=exc, extra=fields)
+            await self._emit(run, Event.ERROR, event_encoder.encode(failure), final=True)
         finally:
             if run.stop in ("cancel", "deadline"):
                 await self._emit(run, Event.CANCELLED, b"", final=True)
             self.running.pop(job.id, None)
             self._slots.release()
+            log.info("job finished", extra=fields | {
+                "outcome": run.stop or ended,
+                "runtime_ms": round((time.monotonic() - run.began) * 1000, 1)})
 
     async def _generate(self, run: Running) -> None:
         job = run.leased.job
@@ -162,9 +182,13 @@ class PullLoop:
         stream = self.engine.generate(job.id, job.prompt, job.params)
         async with contextlib.aclosing(stream):  # type: ignore[type-var]
             async for item in stream:
+                if run.clock is not None:
+                    run.clock.item(item)
                 if isinstance(item, Done):
                     done = msgspec.structs.replace(item, worker=self.worker_id)
-                    await self._emit(run, Event.DONE, event_encoder.encode(done), final=True)
+                    if not await self._emit(run, Event.DONE, event_encoder.encode(done),
+                                            final=True):
+                        run.stop = "lost"  # fenced off: the job moved on without this answer
                     return
                 status = await self._emit(run, Event.DELTA, event_encoder.encode(item))
                 if status == 0:
@@ -180,6 +204,8 @@ class PullLoop:
             raise InvalidRequest(
                 f"This model's embeddings have {embeddings.dim} dimensions; it cannot make "
                 f"{work.dimensions}.", param="dimensions")
+        if run.clock is not None:
+            run.clock.embedded(embeddings)
         await self._emit(run, Event.DONE, event_encoder.encode(embeddings), final=True)
 
     async def _emit(self, run: Running, event: Event, data: bytes, final: bool = False) -> int:
@@ -200,7 +226,8 @@ class PullLoop:
             except (RedisError, OSError) as exc:
                 self._redis_failed()
                 if time.monotonic() - run.renewed > self.model.queue.lease_s:
-                    log.warning("giving up job %s: %s", run.leased.job.id, exc)
+                    log.warning("giving up the job: Redis unreachable past the lease (%s)",
+                                exc, extra=job_fields(run.leased, self.worker_id))
                     return 0
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
@@ -258,10 +285,16 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
         await asyncio.wait(pending, timeout=0.5)
 
 
+def job_fields(leased: LeasedJob, worker: str) -> dict[str, object]:
+    """What the log lines about a job say of it: ids and names, never its text."""
+    job = leased.job
+    return {"request_id": job.request_id, "job": job.id, "model": job.model,
+            "attempt": leased.attempt, "worker": worker}
+
+
 def _failure(exc: BaseException) -> Failure:
     if isinstance(exc, ContextLengthExceeded):
         return Failure(kind="context_length", message=exc.message, param=exc.param)
     if isinstance(exc, InvalidRequest):
         return Failure(kind="invalid_request", message=exc.message, param=exc.param)
-    log.exception("generation failed", exc_info=exc)
     return Failure(kind="engine", message=f"The engine failed: {exc}")

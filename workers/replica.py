@@ -13,6 +13,7 @@ import uuid
 
 from ray import serve
 
+from raylane.cluster import logs
 from raylane.cluster.config import ModelConfig, PoolConfig
 from raylane.cluster.errors import EngineError
 from raylane.cluster.keys import Keys
@@ -27,6 +28,7 @@ class Worker:
     async def __init__(  # type: ignore[misc]  # Serve awaits async constructors
         self, model: ModelConfig, pool: PoolConfig, pool_name: str, redis_url: str, prefix: str
     ) -> None:
+        logs.configure()
         self.engine = build_engine(pool)
         await self.engine.start()
         self.redis = connect(redis_url)

@@ -10,7 +10,11 @@ request it belongs to. It honours max_tokens, stop strings and the context lengt
 With a JSON response format it answers one minimal JSON value as a single token: `{}`
 for `json_object`; for a schema, the first of the words as one JSON string, `{}`, `[]`,
 `0`, `null`, `true` that the schema accepts, or an invalid-request error when none does
-(it does not search for an instance of an arbitrary schema).
+(it does not search for an instance of an arbitrary schema). A forced tool call answers
+a call of the first tool the schema accepts, with `{}` as its arguments; with tools and
+`tool_choice: auto` it answers text, as a model that chose not to call would.
+Its log probabilities are fake and fixed: every token has -0.5, and its alternatives are
+the token itself, then the filler words at -1.5, -2.5, ...
 Its embeddings are unit vectors derived from the input's words: the same text always
 gets the same vector, and texts sharing words get similar ones.
 """
@@ -36,9 +40,12 @@ from raylane.cluster.messages import (
     Prompt,
     SamplingParams,
     TextPrompt,
+    TokenLogprob,
     TokenPrompt,
+    TopLogprob,
 )
 from raylane.workers.engine import pack
+from raylane.workers.logprobs import Pending
 from raylane.workers.prompts import completion_budget, plain_text
 from raylane.workers.stops import StopMatcher
 
@@ -67,8 +74,9 @@ class SimEngine:
         words = _answer_words(prompt)
         structured = params.json_object or params.json_schema is not None
         if structured:
-            words, limit = [_json_answer(words, params)], min(limit, 1)
+            words, limit = [_json_answer(words, params, _tool_names(prompt))], min(limit, 1)
         stops = StopMatcher(params.stop)
+        pending = Pending()
         start = time.monotonic() + self.options.ttft_s
         produced = 0
         try:
@@ -78,14 +86,18 @@ class SimEngine:
                     return
                 word = words[produced % len(words)]
                 produced += 1
-                text = stops.feed(word if produced == 1 else f" {word}")
+                piece = word if produced == 1 else f" {word}"
+                if params.logprobs is not None:
+                    pending.add([_fake_logprob(piece, params.logprobs)])
+                text = stops.feed(piece)
                 if text:
-                    yield Delta(text=text, tokens=1)
+                    yield Delta(text=text, tokens=1, logprobs=pending.take())
             natural = structured or (params.max_tokens is None and limit < budget)
             finish: Literal["stop", "length"] = (
                 "stop" if stops.stopped or natural else "length")
             yield Done(finish_reason=finish, prompt_tokens=prompt_tokens,
-                       completion_tokens=produced, text=stops.flush(), stop=stops.matched)
+                       completion_tokens=produced, text=stops.flush(), stop=stops.matched,
+                       logprobs=pending.take())
         finally:
             self._aborted.discard(request_id)
 
@@ -122,19 +134,34 @@ def _answer_words(prompt: Prompt) -> list[str]:
     return words or FILLER
 
 
-def _json_answer(words: list[str], params: SamplingParams) -> str:
-    """A minimal JSON answer the response format accepts (see the module docstring)."""
+def _tool_names(prompt: Prompt) -> list[str]:
+    if not isinstance(prompt, ChatPrompt) or not prompt.tools or not prompt.tools_forced:
+        return []
+    return [tool["function"]["name"] for tool in json.loads(prompt.tools)]
+
+
+def _json_answer(words: list[str], params: SamplingParams, tools: list[str]) -> str:
+    """A minimal JSON answer the response format (or forced tool call) accepts (see the
+    module docstring)."""
     if params.json_schema is None:
         return "{}"
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(json.loads(params.json_schema))
-    candidates: list[object] = [" ".join(words), {}, [], 0, None, True]
+    calls: list[object] = [[{"name": name, "arguments": {}}] for name in tools]
+    candidates: list[object] = [" ".join(words), {}, [], 0, None, True, *calls]
     for value in candidates:
         if validator.is_valid(value):
             return json.dumps(value)
     raise InvalidRequest("The sim engine has no answer for this JSON schema.",
-                         param="response_format.json_schema.schema")
+                         param="tools" if tools else "response_format.json_schema.schema")
+
+
+def _fake_logprob(piece: str, top: int) -> TokenLogprob:
+    """Fixed, fake numbers (see the module docstring)."""
+    alternatives = [piece, *(f" {FILLER[i % len(FILLER)]}" for i in range(top - 1))][:top]
+    return TokenLogprob(piece.encode(), -0.5,
+                        [TopLogprob(t.encode(), -0.5 - i) for i, t in enumerate(alternatives)])
 
 
 def _word_vector(words: list[str], dim: int) -> list[float]:

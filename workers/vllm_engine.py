@@ -33,11 +33,14 @@ from raylane.cluster.messages import (
     Prompt,
     SamplingParams,
     TextPrompt,
+    TokenLogprob,
     TokenPrompt,
 )
 from raylane.workers.checkpoints import hf_checkpoint
 from raylane.workers.engine import pack
+from raylane.workers.logprobs import Pending, from_vllm
 from raylane.workers.prompts import completion_budget, token_ids
+from raylane.workers.templates import template_inputs
 
 
 class VllmEngine:
@@ -90,13 +93,17 @@ class VllmEngine:
         budget = completion_budget(len(tokens), params.max_tokens, self.context_length,
                                    params.limit)
         produced = 0
+        pending = Pending()
         async for out in self._outputs(TokensPrompt(prompt_token_ids=tokens),
                                        _sampling(params, budget), request_id):
             step = out.outputs[0]
             produced += len(step.token_ids)
+            if params.logprobs is not None:
+                pending.add(_logprobs(step, params.logprobs))
             if step.finish_reason is None:
                 if step.text:
-                    yield Delta(text=step.text, tokens=len(step.token_ids))
+                    yield Delta(text=step.text, tokens=len(step.token_ids),
+                                logprobs=pending.take())
                 continue
             if step.finish_reason == "abort":
                 return
@@ -104,7 +111,8 @@ class VllmEngine:
                 "length" if step.finish_reason == "length" else "stop")
             matched = step.stop_reason if isinstance(step.stop_reason, str) else None
             yield Done(finish_reason=finish, prompt_tokens=len(tokens),
-                       completion_tokens=produced, text=step.text, stop=matched)
+                       completion_tokens=produced, text=step.text, stop=matched,
+                       logprobs=pending.take())
             return
 
     async def _outputs(self, prompt: Any, sampling: Any, request_id: str) -> AsyncIterator[Any]:
@@ -121,10 +129,11 @@ class VllmEngine:
     def _tokens(self, prompt: Prompt, param: str = "prompt") -> list[int]:
         tokenizer = self._tokenizer
         if isinstance(prompt, ChatPrompt):
-            messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+            template = self.options.chat_template or getattr(tokenizer, "chat_template", None)
+            messages, tools = template_inputs(prompt, template)
             try:
                 ids = tokenizer.apply_chat_template(
-                    messages, tokenize=True, add_generation_prompt=True,
+                    messages, tools=tools, tokenize=True, add_generation_prompt=True,
                     chat_template=self.options.chat_template)
             except Exception as exc:  # the template's raise_exception(), or no template
                 raise InvalidRequest(f"The chat template rejected the messages: {exc}",
@@ -185,6 +194,16 @@ class VllmEngine:
             self._engine = None
 
 
+def _logprobs(step: Any, top: int) -> list[TokenLogprob]:
+    """The log probabilities of a step's tokens, less the end-of-sequence (or stop) token
+    that ended it: it is no part of the text, as for llama.cpp."""
+    entries = [from_vllm(t, position, top)
+               for t, position in zip(step.token_ids, step.logprobs or [], strict=True)]
+    if step.finish_reason == "stop" and not isinstance(step.stop_reason, str):
+        return entries[:-1]
+    return entries
+
+
 def _sampling(params: SamplingParams, budget: int) -> Any:
     """vLLM's sampling parameters for a raylane request: deltas, OpenAI's meanings."""
     from vllm import SamplingParams as VllmSampling
@@ -194,7 +213,8 @@ def _sampling(params: SamplingParams, budget: int) -> Any:
         n=1, output_kind=RequestOutputKind.DELTA, max_tokens=budget,
         temperature=params.temperature, top_p=params.top_p, stop=params.stop or None,
         seed=params.seed, presence_penalty=params.presence_penalty,
-        frequency_penalty=params.frequency_penalty, structured_outputs=_structured(params))
+        frequency_penalty=params.frequency_penalty, structured_outputs=_structured(params),
+        logprobs=params.logprobs)
 
 
 def _structured(params: SamplingParams) -> Any:

@@ -1,22 +1,34 @@
 -- Enqueue a batch of jobs atomically, or none of them when the queue is full.
 -- Idempotent per job id: a job already known is not queued again (a client may resend a
 -- script whose reply was lost with its connection).
--- KEYS[1] queue zset, KEYS[2] wake list, KEYS[3] FIFO sequence counter
+-- Within a priority, tenants (API keys, or callers' `user`) share the queue fairly, by
+-- start-time fair queuing: a job's tag is one more than the later of the priority's virtual
+-- time (the tag of the job leased last) and its tenant's previous tag, and jobs are served in
+-- tag order. A tenant with many queued jobs holds tags far ahead; a newcomer's job gets the
+-- next tag after the one in service, so it waits for about one job of each busy tenant, not
+-- for the whole backlog. One tenant alone gets plain FIFO.
+-- KEYS[1] queue zset, KEYS[2] wake list, KEYS[3] FIFO sequence counter, KEYS[4] fair-share hash
 -- ARGV[1] job key prefix, ARGV[2] max depth, ARGV[3] ms a job hash outlives its deadline,
 -- ARGV[4] number of jobs, ARGV[5] ms the caller's `<inbox>:alive` mark lasts if unset,
--- then per job: id, priority, deadline (ms), reply-to stream, body
+-- ARGV[6] ms the fair-share hash outlives its last use,
+-- then per job: id, priority, deadline (ms), reply-to stream, body, tenant
 local count = tonumber(ARGV[4])
 local depth = redis.call('ZCARD', KEYS[1])
 if depth + count > tonumber(ARGV[2]) then
   return {0, depth}
 end
 for i = 0, count - 1 do
-  local at = 6 + i * 5
+  local at = 7 + i * 6
   local id, priority, deadline = ARGV[at], ARGV[at + 1], ARGV[at + 2]
   local key = ARGV[1] .. id
   if redis.call('EXISTS', key) == 0 then
-    -- Members sort by score (priority) and then bytewise: the zero-padded sequence keeps FIFO.
-    local member = string.format('%016d', redis.call('INCR', KEYS[3])) .. ':' .. id
+    local last = 't:' .. priority .. ':' .. ARGV[at + 5]
+    local clock = redis.call('HMGET', KEYS[4], 'v:' .. priority, last)
+    local tag = math.max(tonumber(clock[1] or 0), tonumber(clock[2] or 0)) + 1
+    redis.call('HSET', KEYS[4], last, tag)
+    -- Members sort by score (priority) and then bytewise: the zero-padded tag, then the
+    -- zero-padded sequence number (FIFO among equal tags), then the id.
+    local member = string.format('%015d:%016d:', tag, redis.call('INCR', KEYS[3])) .. id
     redis.call('HSET', key, 'body', ARGV[at + 4], 'member', member, 'priority', priority,
       'deadline', deadline, 'reply', ARGV[at + 3], 'attempt', 0, 'state', 'queued',
       'queue', KEYS[1])
@@ -27,5 +39,6 @@ for i = 0, count - 1 do
     redis.call('SET', ARGV[at + 3] .. ':alive', '1', 'NX', 'PX', ARGV[5])
   end
 end
+redis.call('PEXPIRE', KEYS[4], ARGV[6])
 redis.call('LTRIM', KEYS[2], 0, 1023)
 return {1, depth + count}

@@ -2,8 +2,10 @@
 -- caller is told), or waited on by a router replica that is gone (its `<inbox>:alive` key
 -- expired: nobody would receive the answer). A pool takes from its own queue (jobs the
 -- router sent it) and, unless it only takes such jobs, from the model's shared queue; the
--- more urgent head wins, its own on a tie.
--- KEYS[1] shared queue zset, KEYS[2] leases zset, KEYS[3] the pool's own queue zset
+-- more urgent head wins, its own on a tie. Leasing a job moves its queue's virtual time at
+-- that priority up to the job's fair-share tag (see enqueue.lua).
+-- KEYS[1] shared queue zset, KEYS[2] leases zset, KEYS[3] the pool's own queue zset,
+-- KEYS[4] the shared queue's fair-share hash, KEYS[5] the own queue's
 -- ARGV[1] job key prefix, ARGV[2] now (ms), ARGV[3] lease length (ms), ARGV[4] worker id,
 -- ARGV[5] lowest priority value taken ('-inf'), ARGV[6] highest ('+inf'), ARGV[7] inbox max length,
 -- ARGV[8] '1' to drop jobs of gone routers, '0' when the caller cannot trust the alive keys
@@ -22,16 +24,20 @@ for _ = 1, 64 do
   if ARGV[9] == '1' then
     shared = head(KEYS[1])
   end
-  local queue, member
+  local queue, fair, member, priority
   if #own > 0 and (#shared == 0 or tonumber(own[2]) <= tonumber(shared[2])) then
-    queue, member = KEYS[3], own[1]
+    queue, fair, member, priority = KEYS[3], KEYS[5], own[1], own[2]
   elseif #shared > 0 then
-    queue, member = KEYS[1], shared[1]
+    queue, fair, member, priority = KEYS[1], KEYS[4], shared[1], shared[2]
   else
     return false
   end
   redis.call('ZREM', queue, member)
-  local id = string.sub(member, 18)
+  local tag, id = string.match(member, '^(%d+):%d+:(.+)$')
+  local clock = 'v:' .. priority
+  if tonumber(tag) > tonumber(redis.call('HGET', fair, clock) or 0) then
+    redis.call('HSET', fair, clock, tag)
+  end
   local key = ARGV[1] .. id
   local job = redis.call('HMGET', key, 'body', 'deadline', 'reply', 'attempt')
   if job[1] then

@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,19 @@ def stop_raylane(process: subprocess.Popen[bytes], timeout_s: float = 60) -> int
     except subprocess.TimeoutExpired:
         process.kill()
         raise
+
+
+@contextmanager
+def serving(root: Path, config: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`raylane serve` of `config` (a YAML template with a `{port}`) in `root`; yields its
+    URL and stops it (Ctrl-C) on the way out. Its output is `root`/raylane.log."""
+    port = free_port()
+    (root / "raylane.yaml").write_text(config.format(port=port))
+    process = start_raylane([str(root / "raylane.yaml")], root / "raylane.log", env=env)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_raylane(process)
 
 
 @pytest.fixture(scope="session")

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
 
-from raylane.cluster.redis_server import free_port
-from tests.e2e.conftest import start_raylane, stop_raylane
+from tests.e2e.conftest import serving
 
 ADMIN = "e2e-admin-key"
 CONFIG = """\
@@ -25,6 +26,9 @@ models:
     pools: [{{backend: sim, options: {{tokens_per_s: 500}}, resources: {{CPU: 0.1}}}}]
   - name: other
     pools: [{{backend: sim, resources: {{CPU: 0.1}}}}]
+  - name: fair
+    queue: {{max_depth: 64}}
+    pools: [{{backend: sim, options: {{tokens_per_s: 20}}, slots: 1, resources: {{CPU: 0.1}}}}]
 """
 CHAT = {"model": "sim", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
 ROUTES = [
@@ -34,6 +38,7 @@ ROUTES = [
     ("GET", "/v1/models", None),
     ("GET", "/v1/models/sim", None),
     ("GET", "/raylane/status", None),
+    ("GET", "/metrics", None),
     ("GET", "/openapi.json", None),
     ("POST", "/v1/messages", {**CHAT, "max_tokens": 3}),
     ("POST", "/api/chat", CHAT),
@@ -50,17 +55,11 @@ ROUTES = [
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("auth")
-    port = free_port()
-    config = root / "raylane.yaml"
-    config.write_text(CONFIG.format(port=port))
-    process = start_raylane([str(config)], root / "raylane.log", env={"RAYLANE_ADMIN_KEY": ADMIN})
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_raylane(process)
-        log = (root / "raylane.log").read_text()
-        # keys never reach the log
-        assert ADMIN not in log and not re.search(r"rl-[A-Za-z0-9_-]{43}", log)
+    with serving(root, CONFIG, {"RAYLANE_ADMIN_KEY": ADMIN}) as url:
+        yield url
+    log = (root / "raylane.log").read_text()
+    # keys never reach the log
+    assert ADMIN not in log and not re.search(r"rl-[A-Za-z0-9_-]{43}", log)
 
 
 def call(url: str, method: str, path: str, body: object = None,
@@ -125,3 +124,44 @@ def test_a_wrong_key_is_401_for_the_sdk(url: str) -> None:
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="rl-wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         client.models.list()
+
+
+def test_model_lists_of_every_api_show_only_a_keys_models(url: str) -> None:
+    key = create(url, name="lists", models=["sim"])
+    _, openai_list = call(url, "GET", "/v1/models", key=key)
+    _, tags = call(url, "GET", "/api/tags", key=key)
+    _, running = call(url, "GET", "/api/ps", key=key)
+    assert [m["id"] for m in openai_list["data"]] == ["sim"]
+    assert [m["name"] for m in tags["models"]] == ["sim"]
+    assert [m["name"] for m in running["models"]] == ["sim"]
+    assert call(url, "POST", "/api/show", {"model": "sim"}, key=key)[0] == 200
+    status, refused = call(url, "POST", "/api/show", {"model": "other"}, key=key)
+    assert status == 404 and "other" in refused["error"]
+    _, everything = call(url, "GET", "/api/tags", key=create(url, name="all"))
+    assert {m["name"] for m in everything["models"]} == {"sim", "other", "fair"}
+
+
+def test_a_heavy_key_cannot_starve_another_keys_requests(url: str) -> None:
+    """One slot, 0.5 s a request: a key that queued eight requests takes turns with a key
+    that arrives later with two, instead of making it wait for the whole backlog."""
+    heavy, light = (create(url, name=name, models=["fair"]) for name in ("heavy", "light"))
+    finished: list[str] = []
+
+    def ask(key: str, name: str) -> None:
+        with openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0) as client:
+            client.chat.completions.create(model="fair", max_tokens=10,
+                                           messages=[{"role": "user", "content": name}])
+        finished.append(name)
+
+    with ThreadPoolExecutor(10) as pool:
+        heavies = [pool.submit(ask, heavy, f"heavy{i}") for i in range(8)]
+        time.sleep(0.5)  # all eight queued, the first one running
+        done = len(finished)
+        lights = [pool.submit(ask, light, f"light{i}") for i in range(2)]
+        for future in (*heavies, *lights):
+            future.result(timeout=60)
+    # FIFO would finish the light key's requests last (places 9 and 10); taking turns, each
+    # waits for about one heavy request: the one running, then one more before each.
+    first, second = sorted(finished.index(f"light{i}") for i in range(2))
+    assert done <= 2, finished
+    assert first <= done + 3 and second <= done + 5, finished

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import httpx
 import openai
 import pytest
 
@@ -131,3 +132,21 @@ def test_bad_priority_and_timeout_headers_are_400(client: openai.OpenAI) -> None
         with pytest.raises(openai.BadRequestError) as error:
             ask(client, "x", 1, extra_headers=headers)
         assert error.value.body["param"] == param
+
+
+def test_a_stream_left_while_it_hears_its_queue_position_leaves_the_queue(
+    client: openai.OpenAI, cluster: Running, pool: ThreadPoolExecutor
+) -> None:
+    blocker = occupy(client, cluster, pool, 3.0)
+    body = {"model": SLOW, "stream": True, "max_tokens": 2,
+            "messages": [{"role": "user", "content": "waiting"}]}
+    with httpx.stream("POST", f"{cluster.url}/v1/chat/completions", json=body,
+                      timeout=10) as answer:
+        assert answer.status_code == 200
+        first = next(answer.iter_lines())  # the first comment, after a second in the queue
+        assert first.startswith(": queue position 1"), first
+    # the connection is closed: the job leaves the queue at once, long before the slot frees
+    wait_for(cluster, lambda q: q["depth"] == 0, timeout=1.5)
+    assert not blocker.done()
+    blocker.result(timeout=30)
+    assert "already running" not in cluster.log.read_text()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from array import array
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 import pytest_asyncio
 
@@ -22,9 +24,12 @@ from raylane.cluster.messages import (
     Prompt,
     SamplingParams,
     TextPrompt,
+    TokenLogprob,
     TokenPrompt,
 )
 from raylane.cluster.weights import resolve_weights
+from raylane.router.protocol import ChatCompletionRequest
+from raylane.router.tools import tool_plan
 from raylane.workers.llamacpp import LlamaCppEngine
 
 SMOLLM_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
@@ -257,3 +262,92 @@ async def test_json_response_formats_constrain_the_answer(engine: LlamaCppEngine
 async def test_a_schema_llamacpp_cannot_follow_is_refused(engine: LlamaCppEngine) -> None:
     with pytest.raises(InvalidRequest):
         await generate(engine, chat("hi"), json_schema='{"type": "object", "$ref": "#/nope"}')
+
+
+async def collect(engine: LlamaCppEngine, prompt: Prompt, **params: object
+                  ) -> tuple[str, list[TokenLogprob], Done]:
+    """The text, the log probabilities of its tokens, and the Done."""
+    text, entries = [], []
+    async for item in engine.generate("r", prompt, SamplingParams(**params)):  # type: ignore[arg-type]
+        text.append(item.text)
+        entries += item.logprobs or []
+        if isinstance(item, Done):
+            return "".join(text), entries, item
+    raise AssertionError("no Done")
+
+
+async def test_logprobs_follow_the_text_and_the_greedy_choice(engine: LlamaCppEngine) -> None:
+    question = chat("Name three colors.")
+    text, entries, done = await collect(engine, question, temperature=0, max_tokens=30,
+                                        logprobs=5)
+    plain, _ = await generate(engine, question, temperature=0, max_tokens=30)
+    assert text == plain  # asking for them changes nothing else
+    assert b"".join(e.token for e in entries).decode() == text
+    assert len(entries) == done.completion_tokens
+    for entry in entries:
+        assert entry.top[0].token == entry.token  # greedy: the likeliest
+        values = [a.logprob for a in entry.top]
+        assert len(values) == 5 and values == sorted(values, reverse=True)
+        assert values[0] == entry.logprob <= 0 and sum(math.exp(v) for v in values) <= 1.0001
+    _, none, _ = await collect(engine, question, temperature=0, max_tokens=5)
+    assert none == []
+
+
+WEATHER_TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "The current weather in a city",
+    "parameters": {"type": "object", "required": ["city"], "additionalProperties": False,
+                   "properties": {"city": {"type": "string", "maxLength": 30}}}}},
+    {"type": "function", "function": {"name": "get_time", "description": "The time now"}}]
+
+
+QUESTION = {"role": "user", "content": "What is the weather in Paris?"}
+
+
+def tool_prompt(choice: object) -> tuple[ChatPrompt, str | None]:
+    """The prompt and constraint the router makes of a weather question with `choice`."""
+    req = msgspec.convert({"model": "m", "messages": [QUESTION], "tools": WEATHER_TOOLS,
+                           "tool_choice": choice}, ChatCompletionRequest)
+    plan = tool_plan(req)
+    prompt = ChatPrompt([Message(**QUESTION)], tools=plan.tools,
+                        tools_forced=plan.schema is not None)
+    return prompt, plan.schema
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "function",
+                                                 "function": {"name": "get_weather"}}])
+async def test_a_forced_tool_call_follows_the_schema(engine: LlamaCppEngine,
+                                                     choice: object) -> None:
+    import jsonschema
+
+    prompt, schema = tool_prompt(choice)
+    text, done = await generate(engine, prompt, temperature=0, max_tokens=60, json_schema=schema)
+    assert done.finish_reason == "stop"
+    jsonschema.validate(json.loads(text), json.loads(schema or ""))
+    # SmolLM2's template takes no tools: they reach the model in a system message.
+    _, bare = await generate(engine, chat("What is the weather in Paris?"), max_tokens=1)
+    assert done.prompt_tokens > bare.prompt_tokens + 50
+
+
+HERMES_TEMPLATE = (
+    "{% if tools %}<|im_start|>system\nYou can call functions:\n<tools>\n"
+    "{% for t in tools %}{{ t | tojson }}\n{% endfor %}</tools>\nTo call one, answer "
+    '<tool_call>{"name": ..., "arguments": ...}</tool_call><|im_end|>\n{% endif %}'
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
+    "{% for c in m.tool_calls or [] %}<tool_call>{{ c.function | tojson }}</tool_call>"
+    "{% endfor %}<|im_end|>\n{% endfor %}<|im_start|>assistant\n")
+
+
+async def test_auto_tools_need_a_template_that_takes_them(engine: LlamaCppEngine) -> None:
+    prompt, _ = tool_prompt("auto")
+    with pytest.raises(InvalidRequest) as error:
+        await generate(engine, prompt, max_tokens=5)
+    assert error.value.param == "tool_choice"
+    hermes = LlamaCppEngine(engine.weights, LlamaCppOptions(
+        n_ctx=512, n_threads=1, chat_template=HERMES_TEMPLATE), slots=1)
+    await hermes.start()
+    try:
+        _, with_tools = await generate(hermes, prompt, max_tokens=1)
+        _, without = await generate(hermes, chat("What is the weather in Paris?"), max_tokens=1)
+    finally:
+        await hermes.close()
+    assert with_tools.prompt_tokens > without.prompt_tokens + 50  # the template showed them

@@ -17,11 +17,12 @@ from raylane.cluster.queue import JobQueue
 MODEL = "m"
 
 
-def job(priority: int = 0, timeout: float = 30.0, name: str = "", reply: str = "inbox") -> Job:
+def job(priority: int = 0, timeout: float = 30.0, name: str = "", reply: str = "inbox",
+        tenant: str = "") -> Job:
     now = time.time()
     return Job(id=name or uuid.uuid4().hex, model=MODEL, kind="completion",
                prompt=TextPrompt(name or "x"), priority=priority, created_at=now,
-               deadline=now + timeout, reply_to=reply)
+               deadline=now + timeout, reply_to=reply, tenant=tenant)
 
 
 @pytest.fixture
@@ -48,6 +49,49 @@ async def test_lower_priority_value_first_and_fifo_within_a_priority(queue: JobQ
     for name, priority in order:
         await queue.enqueue([job(priority, name=name)], max_depth=100)
     assert await drain(queue) == ["d", "b", "e", "a", "c", "f"]
+
+
+async def test_tenants_take_turns_within_a_priority_each_fifo(queue: JobQueue) -> None:
+    heavy = [job(name=f"h{i}", tenant="key:heavy") for i in range(20)]
+    await queue.enqueue(heavy, max_depth=100)
+    first = await queue.lease(MODEL, "w", lease_s=30)  # h0 runs while the others arrive
+    assert first is not None and first.job.id == "h0"
+    for name in ("a0", "a1", "a2"):
+        await queue.enqueue([job(name=name, tenant="key:a")], max_depth=100)
+    await queue.enqueue([job(name="b0", tenant="key:b")], max_depth=100)
+    await queue.enqueue([job(-1, name="urgent", tenant="key:heavy")], max_depth=100)
+    order = await drain(queue)
+    # A more urgent priority still comes first; then each tenant in turn, the backlog of
+    # the heavy one last, every tenant's own jobs in the order they came.
+    assert order[:8] == ["urgent", "h1", "a0", "b0", "h2", "a1", "h3", "a2"]
+    assert order[8:] == [f"h{i}" for i in range(4, 20)]
+
+
+async def test_a_tenant_back_from_idle_gets_no_credit_for_its_idle_time(
+    queue: JobQueue,
+) -> None:
+    await queue.enqueue([job(name="q0", tenant="user:quiet")], max_depth=100)
+    assert await drain(queue) == ["q0"]
+    await queue.enqueue([job(name=f"h{i}", tenant="user:heavy") for i in range(6)],
+                        max_depth=100)
+    assert await drain(queue) == [f"h{i}" for i in range(6)]  # alone: plain FIFO
+    await queue.enqueue([job(name=f"h{i}", tenant="user:heavy") for i in range(6, 9)],
+                        max_depth=100)
+    await queue.enqueue([job(name=f"q{i}", tenant="user:quiet") for i in range(1, 4)],
+                        max_depth=100)
+    # The quiet tenant was idle while the heavy one ran alone: it takes turns from now on
+    # rather than running its whole batch first.
+    assert await drain(queue) == ["h6", "q1", "h7", "q2", "h8", "q3"]
+
+
+async def test_a_requeued_job_keeps_its_fair_share_place(queue: JobQueue) -> None:
+    await queue.enqueue([job(name=f"h{i}", tenant="key:heavy") for i in range(3)],
+                        max_depth=100)
+    await queue.enqueue([job(name="a0", tenant="key:a")], max_depth=100)
+    held = await queue.lease(MODEL, "w", lease_s=30)
+    assert held is not None and held.job.id == "h0"
+    assert await queue.release(MODEL, [(held.job.id, held.token)]) == 1
+    assert await drain(queue) == ["h0", "a0", "h1", "h2"]
 
 
 async def test_a_pool_leases_only_its_priority_range(queue: JobQueue) -> None:
@@ -227,3 +271,14 @@ async def test_events_carry_their_sequence_number(queue: JobQueue, redis: aiored
     await queue.emit(leased, "delta", b"{}", seq=1)  # a resend after a lost reply
     seqs = [f[b"seq"] for _, f in await redis.xrange("inbox") if f[b"ev"] == b"delta"]
     assert seqs == [b"1", b"1"]  # both arrive; the router keeps the first
+
+
+async def test_jobs_ahead_count_a_newcomers_fair_share_turn(queue: JobQueue) -> None:
+    await queue.enqueue([job(name=f"h{i}", tenant="key:heavy") for i in range(10)],
+                        max_depth=100)
+    await queue.enqueue([job(-1, name="urgent")], max_depth=100)
+    assert await queue.ahead(MODEL, 0, tenant="key:heavy") == 11  # its own backlog first
+    assert await queue.ahead(MODEL, 0, tenant="key:new") == 2  # the urgent one, then h0
+    assert await queue.ahead(MODEL, -1) == 1
+    assert await queue.depth(MODEL) == 11  # asking changed nothing
+    assert (await drain(queue))[:3] == ["urgent", "h0", "h1"]

@@ -2,7 +2,10 @@
 
 The app is `build_app` over a real `RouterState` (real Redis, real inbox reader)
 with a `sim` worker's pull loop beside it, so generation requests are answered,
-streamed or refused exactly as in a cluster, without Ray. Schemathesis generates
+streamed or refused exactly as in a cluster, without Ray. It runs twice: open,
+and with API keys on and an admin key (the admin routes in the document, every
+request sent with a key, and schemathesis' `ignored_auth` check resending it
+without one, which must be refused). Schemathesis generates
 requests from the document (valid and invalid ones) and checks each answer:
 no server error but a deadline the request itself asked for, a documented
 status, content type and headers, and a body that matches the schema (each
@@ -18,6 +21,7 @@ and mode, about a minute per Redis version on two cores):
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections import Counter
@@ -28,16 +32,19 @@ from typing import Any
 import hypothesis.strategies as st
 import msgspec
 import pytest
+import redis.asyncio as aioredis
 import schemathesis
 from hypothesis import HealthCheck, example, given, settings
 from schemathesis import GenerationMode
 from schemathesis.python import asgi
 
+from raylane.cluster.apikeys import ApiKey, KeyStore
 from raylane.cluster.backends import options_for
-from raylane.cluster.config import Config, ModelConfig, PoolConfig, QueueConfig
+from raylane.cluster.config import AuthConfig, Config, ModelConfig, PoolConfig, QueueConfig
+from raylane.cluster.keys import Keys
 from raylane.cluster.redis_server import RedisServer
 from raylane.router.app import build_app
-from raylane.router.openapi import OPERATIONS
+from raylane.router.openapi import operations
 from raylane.router.state import RouterState
 from raylane.workers.pull import PullLoop
 from raylane.workers.sim import SimEngine
@@ -57,6 +64,9 @@ MODEL = ModelConfig(name="sim", aliases=["sim/alias"], queue=QueueConfig(timeout
                     pools=[POOL])
 CONFIG = Config(models=[MODEL])
 SERVED = [MODEL.name, *MODEL.aliases]
+ADMIN_ENV = "RAYLANE_SCHEMATHESIS_ADMIN_KEY"
+ADMIN_KEY = f"admin-{uuid.uuid4().hex}"
+SECURED = Config(models=[MODEL], auth=AuthConfig(enabled=True, admin_key_env=ADMIN_ENV))
 
 # Options the router refuses with 400 (raylane does not support them yet); a body
 # without them, naming a served model, reaches the sim worker.
@@ -79,8 +89,11 @@ class SimRouter:
     a pytest fixture.
     """
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, config: Config) -> None:
         self.redis_url = redis_url
+        self.config = config
+        self.key = ""
+        """With API keys on, the key every request is sent with."""
         self.prefix = f"st{uuid.uuid4().hex[:8]}"
         self.answers: Counter[tuple[str, int, str]] = Counter()
         """(operation, status, media type) of every answer, to check what was reached."""
@@ -104,7 +117,7 @@ class SimRouter:
                 return
 
     async def _start(self) -> None:
-        self._state = await RouterState.open(CONFIG, self.redis_url, self.prefix)
+        self._state = await RouterState.open(self.config, self.redis_url, self.prefix)
         engine = SimEngine(options_for("sim", POOL.options))
         self._worker = PullLoop(self._state.queue, engine, MODEL, POOL, "sim-0", "w0")
         self._worker.start()
@@ -117,15 +130,42 @@ class SimRouter:
             await self._state.close()
 
 
-@pytest.fixture(scope="module")
-def sim_router(redis_server: RedisServer) -> Iterator[SimRouter]:
-    app = SimRouter(redis_server.url)
-    yield app
-    asgi.shutdown_lifespans()  # stop the worker and the inbox before Redis goes away
+class Fuzzed:
+    """The two routers under test, each started on first use: "open", and "keys" (API keys
+    on, an admin key set)."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+        self.started: dict[str, tuple[SimRouter, schemathesis.BaseSchema]] = {}
+
+    def __call__(self, variant: str) -> tuple[SimRouter, schemathesis.BaseSchema]:
+        if variant not in self.started:
+            app = SimRouter(self.redis_url, SECURED if variant == "keys" else CONFIG)
+            if variant == "keys":  # before the schema is loaded: /openapi.json needs it too
+                app.key = asyncio.run(_create_key(self.redis_url, app.prefix))
+            self.started[variant] = app, _schema(app)
+        return self.started[variant]
 
 
 @pytest.fixture(scope="module")
-def api(sim_router: SimRouter) -> schemathesis.BaseSchema:
+def fuzzed(redis_server: RedisServer) -> Iterator[Fuzzed]:
+    os.environ[ADMIN_ENV] = ADMIN_KEY  # read by the "keys" router's app when it is built
+    try:
+        yield Fuzzed(redis_server.url)
+    finally:
+        asgi.shutdown_lifespans()  # stop the workers and inboxes before Redis goes away
+        os.environ.pop(ADMIN_ENV, None)
+
+
+async def _create_key(redis_url: str, prefix: str) -> str:
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        return await KeyStore(redis, Keys(prefix)).create(ApiKey(name="fuzzer"))
+    finally:
+        await redis.aclose()
+
+
+def _schema(sim_router: SimRouter) -> schemathesis.BaseSchema:
     config = schemathesis.Config.from_dict({
         # The only server error a request may cause here is the deadline it set itself
         # (X-Request-Timeout): Redis is up and the sim engine cannot fail.
@@ -133,7 +173,9 @@ def api(sim_router: SimRouter) -> schemathesis.BaseSchema:
         # Show failing requests as sent: `max_tokens` is no secret despite its name.
         "output": {"sanitization": {"enabled": False}},
     })
-    schema = schemathesis.openapi.from_asgi("/openapi.json", sim_router, config=config)
+    headers = {"Authorization": f"Bearer {sim_router.key}"} if sim_router.key else {}
+    schema = schemathesis.openapi.from_asgi("/openapi.json", sim_router, config=config,
+                                            headers=headers)
     schema.hook(flatmap_body)
     schema.hook(flatmap_path_parameters)
     return schema
@@ -159,14 +201,20 @@ def flatmap_path_parameters(_: object, parameters: dict[str, Any] | None) -> st.
 
 
 CHECKS = [
+    schemathesis.checks.ignored_auth,
     schemathesis.checks.not_a_server_error,
     schemathesis.checks.status_code_conformance,
     schemathesis.checks.content_type_conformance,
     schemathesis.checks.response_headers_conformance,
     schemathesis.checks.response_schema_conformance,
 ]
-LABELS = [f"{op.method.upper()} {op.path}" for op in OPERATIONS]
-WITH_BODY = [f"{op.method.upper()} {op.path}" for op in OPERATIONS if op.body is not None]
+CASES = [
+    (variant, f"{op.method.upper()} {op.path}", mode)
+    for variant in ("open", "keys")
+    for op in operations(admin=variant == "keys")
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    if mode == GenerationMode.POSITIVE or op.body is not None
+]
 
 # Requests every run starts with, whatever the fuzzer draws: each kind of success
 # (whole and streamed, with the usage chunk, several prompts) and a refusal.
@@ -200,7 +248,7 @@ EXPLICIT: dict[str, list[dict[str, Any]]] = {
 def check_ndjson(label: str, content: bytes) -> None:
     """Schemathesis reads no NDJSON: decode each line with the Structs the document comes
     from (one answer piece, or the error line), which reject any field they do not list."""
-    op = next(op for op in OPERATIONS if f"{op.method.upper()} {op.path}" == label)
+    op = next(op for op in operations() if f"{op.method.upper()} {op.path}" == label)
     lines = content.splitlines()
     assert lines, "an empty stream"
     for line in lines:
@@ -210,18 +258,18 @@ def check_ndjson(label: str, content: bytes) -> None:
 
 # schemathesis' own pytest integration (`@schema.parametrize`) relies on pytest
 # internals that pytest 9.2 removed, so the cases are drawn with plain Hypothesis.
-@pytest.mark.parametrize(("label", "mode"), [
-    *((label, GenerationMode.POSITIVE) for label in LABELS),
-    *((label, GenerationMode.NEGATIVE) for label in WITH_BODY),
-])
+@pytest.mark.parametrize(("variant", "label", "mode"), CASES)
 def test_the_router_answers_as_documented(
-    api: schemathesis.BaseSchema, sim_router: SimRouter, label: str, mode: GenerationMode
+    fuzzed: Fuzzed, variant: str, label: str, mode: GenerationMode
 ) -> None:
+    sim_router, api = fuzzed(variant)
     operation = api.find_operation_by_label(label)
     assert operation is not None
+    key = ADMIN_KEY if "/admin/" in label else sim_router.key
+    headers = {"Authorization": f"Bearer {key}"} if key else None
 
     def answers_as_documented(case: schemathesis.Case) -> None:
-        response = case.call_and_validate(timeout=10, checks=CHECKS)
+        response = case.call_and_validate(timeout=10, checks=CHECKS, headers=headers)
         media = response.headers.get("content-type", [""])[0].split(";")[0]
         sim_router.answers[label, response.status_code, media] += 1
         if media == NDJSON:
@@ -235,9 +283,11 @@ def test_the_router_answers_as_documented(
              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])(test)()
 
 
-def test_the_fuzzer_reached_every_answer_kind(sim_router: SimRouter) -> None:
-    """Guards the test above against passing with a broken worker (504 is allowed there)."""
-    answers = sim_router.answers
+@pytest.mark.parametrize("variant", ["open", "keys"])
+def test_the_fuzzer_reached_every_answer_kind(fuzzed: Fuzzed, variant: str) -> None:
+    """Guards the test above against passing with a broken worker (504 is allowed there) or
+    a key refused everywhere."""
+    answers = fuzzed(variant)[0].answers
     if not answers:
         pytest.skip("runs after test_the_router_answers_as_documented")
     for operation in ("POST /v1/chat/completions", "POST /v1/completions", "POST /v1/messages"):
@@ -250,3 +300,7 @@ def test_the_fuzzer_reached_every_answer_kind(sim_router: SimRouter) -> None:
         assert answers[operation, 400, JSON], answers
     assert answers["GET /v1/models/{model}", 200, JSON], answers
     assert answers["GET /v1/models/{model}", 404, JSON], answers
+    if variant == "keys":
+        assert answers["POST /admin/keys", 200, JSON], answers
+        assert answers["GET /admin/keys", 200, JSON], answers
+        assert answers["DELETE /admin/keys/{name}", 404, JSON], answers

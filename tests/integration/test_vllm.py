@@ -14,6 +14,7 @@ import time
 from array import array
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 import pytest_asyncio
 
@@ -27,9 +28,12 @@ from raylane.cluster.messages import (
     Prompt,
     SamplingParams,
     TextPrompt,
+    TokenLogprob,
     TokenPrompt,
 )
 from raylane.cluster.weights import resolve_weights
+from raylane.router.protocol import ChatCompletionRequest
+from raylane.router.tools import tool_plan
 from raylane.workers.vllm_engine import VllmEngine
 
 OPTIONS = dict(max_model_len=1024, kv_cache_gb=1, enforce_eager=True, dtype="bfloat16")
@@ -199,3 +203,39 @@ async def test_json_response_formats_constrain_the_answer(engine: VllmEngine) ->
     text, done, _ = await generate(engine, color, temperature=0, max_tokens=80,
                                    json_object=True)
     assert done.finish_reason == "stop" and isinstance(json.loads(text), dict)
+
+
+async def test_logprobs_follow_the_text_and_the_greedy_choice(engine: VllmEngine) -> None:
+    entries: list[TokenLogprob] = []
+    text = []
+    async for item in engine.generate("lp", chat("Name three colors."),
+                                      SamplingParams(temperature=0, max_tokens=30, logprobs=3)):
+        text.append(item.text)
+        entries += item.logprobs or []
+    assert isinstance(item, Done)
+    assert b"".join(e.token for e in entries).decode() == "".join(text)
+    # The end-of-sequence token counts in usage but is no part of the text.
+    assert len(entries) == item.completion_tokens - (item.finish_reason == "stop")
+    for entry in entries:
+        assert entry.top[0].token == entry.token and len(entry.top) == 3
+        assert entry.logprob == entry.top[0].logprob <= 0
+
+
+async def test_a_forced_tool_call_follows_the_schema(engine: VllmEngine) -> None:
+    import jsonschema
+
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "parameters": {
+            "type": "object", "required": ["city"], "additionalProperties": False,
+            "properties": {"city": {"type": "string", "maxLength": 30}}}}}]
+    question = {"role": "user", "content": "What is the weather in Paris?"}
+    plan = tool_plan(msgspec.convert({"model": "m", "messages": [question], "tools": tools,
+                                      "tool_choice": "required"}, ChatCompletionRequest))
+    prompt = ChatPrompt([Message(**question)], tools=plan.tools, tools_forced=True)
+    text, done, _ = await generate(engine, prompt, temperature=0, max_tokens=60,
+                                   json_schema=plan.schema)
+    assert done.finish_reason == "stop"
+    jsonschema.validate(json.loads(text), json.loads(plan.schema or ""))
+    with pytest.raises(InvalidRequest) as error:  # SmolLM2's template takes no tools
+        await generate(engine, msgspec.structs.replace(prompt, tools_forced=False))
+    assert error.value.param == "tool_choice"

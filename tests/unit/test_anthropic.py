@@ -1,6 +1,6 @@
 """The Anthropic Messages API without a cluster: bodies, refusals, answers and events.
 
-What `anthropic.py` builds is checked against `schemas.py` field for field (the
+What `anthropic.py` builds is checked against `anthropic_schemas.py` field for field (the
 response Structs forbid unknown fields), with a scripted runner in place of the queue.
 """
 
@@ -23,7 +23,7 @@ from raylane.cluster.errors import (
     ServiceUnavailable,
 )
 from raylane.cluster.messages import ChatPrompt, Delta, Done, Job
-from raylane.router import schemas
+from raylane.router import anthropic_schemas
 from raylane.router.admission import admit
 from raylane.router.anthropic import MessageRun, message_id
 from raylane.router.anthropic_protocol import MessagesRequest
@@ -64,7 +64,8 @@ def test_system_prompt_and_text_blocks_become_chat_messages() -> None:
         ("system", "Be brief."), ("user", "ab"), ("assistant", "c")]
     assert (made.params.max_tokens, made.params.temperature, made.params.top_p) == (8, 0.5, 0.9)
     assert made.params.stop == ["\n\n"]
-    assert made.request_id.startswith("msg-") and made.kind == "chat"
+    # a request without X-Request-ID gets a new id, its answer `msg_<id>`
+    assert len(made.request_id) == 32 and made.kind == "chat"
 
 
 def test_without_a_system_prompt_only_the_messages_are_sent() -> None:
@@ -124,7 +125,7 @@ class Script:
         self.events = events
         self.error = error
 
-    async def run(self, jobs: Sequence[Job], model: ModelConfig
+    async def run(self, jobs: Sequence[Job], model: ModelConfig, timeline: object = None
                   ) -> AsyncGenerator[tuple[int, JobEvent], None]:
         for event in self.events:
             yield 0, event
@@ -153,19 +154,21 @@ ANSWER: list[JobEvent] = [Delta(text="Hel", tokens=1), Restart(attempt=2),
 )
 async def test_the_whole_message_matches_its_schema(end: Done, reason: str,
                                                     sequence: str | None) -> None:
-    message = msgspec.convert(await message_run([*ANSWER, end]).collect(), schemas.Message)
+    answer = await message_run([*ANSWER, end]).collect()
+    message = msgspec.convert(answer, anthropic_schemas.Message)
     assert message.id == "msg_abc" and message.model == "m"
-    assert message.content == [schemas.TextContent(type="text", text="Hello there")]
+    assert message.content == [anthropic_schemas.TextContent(type="text", text="Hello there")]
     assert (message.stop_reason, message.stop_sequence) == (reason, sequence)
-    assert message.usage == schemas.MessageUsage(input_tokens=7, output_tokens=3)
+    assert message.usage == anthropic_schemas.MessageUsage(input_tokens=7, output_tokens=3)
 
 
-async def events(run: MessageRun) -> list[tuple[str, schemas.StreamEvent]]:
+async def events(run: MessageRun) -> list[tuple[str, anthropic_schemas.StreamEvent]]:
     out = []
     async for raw in await run.stream():
         head, data, blank = raw.decode().split("\n", 2)
         assert head.startswith("event: ") and data.startswith("data: ") and blank == "\n"
-        event = msgspec.json.decode(data.removeprefix("data: "), type=schemas.MessageEvent)
+        event = msgspec.json.decode(data.removeprefix("data: "),
+                                    type=anthropic_schemas.MessageEvent)
         out.append((head.removeprefix("event: "), event))
     return out
 
@@ -177,12 +180,12 @@ async def test_the_stream_is_anthropics_event_sequence() -> None:
                      "content_block_delta", "content_block_delta", "content_block_stop",
                      "message_delta", "message_stop"]
     assert all(name == event.__struct_config__.tag for name, event in sent)
-    texts = [e.delta.text for _, e in sent if isinstance(e, schemas.ContentBlockDelta)]
+    texts = [e.delta.text for _, e in sent if isinstance(e, anthropic_schemas.ContentBlockDelta)]
     assert texts == ["Hello", " there", "!"]  # a retry before any text is invisible
     end = sent[7][1]
-    assert isinstance(end, schemas.MessageDelta)
-    assert end.delta == schemas.StopDelta(stop_reason="max_tokens", stop_sequence=None)
-    assert end.usage == schemas.MessageUsage(input_tokens=7, output_tokens=3)
+    assert isinstance(end, anthropic_schemas.MessageDelta)
+    assert end.delta == anthropic_schemas.StopDelta(stop_reason="max_tokens", stop_sequence=None)
+    assert end.usage == anthropic_schemas.MessageUsage(input_tokens=7, output_tokens=3)
 
 
 async def test_a_failure_after_text_ends_the_stream_with_an_error_event() -> None:
@@ -191,10 +194,10 @@ async def test_a_failure_after_text_ends_the_stream_with_an_error_event() -> Non
     sent = await events(run)
     assert [name for name, _ in sent][-2:] == ["content_block_delta", "error"]
     error = sent[-1][1]
-    assert isinstance(error, schemas.AnthropicError) and error.error.type == "api_error"
+    assert isinstance(error, anthropic_schemas.AnthropicError) and error.error.type == "api_error"
     lost = await events(message_run([Delta(text="Hi", tokens=1)], RequestTimeout("late")))
-    assert lost[-1][1] == schemas.AnthropicError(
-        error=schemas.AnthropicErrorDetail(type="timeout_error", message="late"))
+    assert lost[-1][1] == anthropic_schemas.AnthropicError(
+        error=anthropic_schemas.AnthropicErrorDetail(type="timeout_error", message="late"))
 
 
 async def test_a_failure_before_the_first_event_is_an_http_error() -> None:
@@ -213,7 +216,7 @@ def test_errors_on_messages_take_anthropics_shape_and_the_same_status(
 ) -> None:
     response = error_response(error, "/v1/messages")
     assert response.status_code == error_response(error, "/v1/chat/completions").status_code
-    answer = msgspec.json.decode(response.body, type=schemas.AnthropicError)
+    answer = msgspec.json.decode(response.body, type=anthropic_schemas.AnthropicError)
     assert answer.error.type == kind
     assert anthropic_error_body(error) == msgspec.json.decode(response.body)
     if isinstance(error, QueueFull):
@@ -227,7 +230,7 @@ def _subclasses(cls: type) -> list[type]:
 @pytest.mark.parametrize("error", _subclasses(RaylaneError), ids=lambda c: c.__name__)
 def test_every_error_matches_the_anthropic_error_schema(error: type[RaylaneError]) -> None:
     exc = error("m", retry_after=1) if issubclass(error, QueueFull) else error("m")
-    msgspec.convert(anthropic_error_body(exc), schemas.AnthropicError)
+    msgspec.convert(anthropic_error_body(exc), anthropic_schemas.AnthropicError)
     unrouted = RaylaneError("Method Not Allowed")
     unrouted.status = 405
     assert anthropic_error_body(unrouted)["error"]["type"] == "invalid_request_error"

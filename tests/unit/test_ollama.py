@@ -14,7 +14,7 @@ import pytest
 from raylane.cluster.config import Config, ModelConfig, PoolConfig, QueueConfig
 from raylane.cluster.errors import InvalidRequest
 from raylane.cluster.messages import ChatPrompt, Delta, Done, Embeddings, TextPrompt
-from raylane.router import schemas
+from raylane.router import ollama_schemas
 from raylane.router.admission import admit
 from raylane.router.errors import ollama_error_body
 from raylane.router.jobs import Restart
@@ -112,7 +112,8 @@ class FakeRunner:
     def __init__(self, events: list[Any]) -> None:
         self.events = events
 
-    async def run(self, jobs: list, model: ModelConfig) -> AsyncIterator[tuple[int, Any]]:
+    async def run(self, jobs: list, model: ModelConfig, timeline: object = None
+                  ) -> AsyncIterator[tuple[int, Any]]:
         for event in self.events:
             yield 0, event
 
@@ -134,10 +135,10 @@ async def test_a_whole_answer_has_ollamas_shape() -> None:
     assert answer["message"] == {"role": "assistant", "content": "Hi!"}
     assert (answer["done"], answer["done_reason"], answer["eval_count"]) == (True, "length", 3)
     assert answer["prompt_eval_count"] == 5 and answer["model"] == "alias"
-    msgspec.convert(answer, schemas.OllamaChatResponse)
+    msgspec.convert(answer, ollama_schemas.OllamaChatResponse)
     text = await generation([Delta(text="Hi", tokens=1), DONE], chat=False).collect()
     assert text["response"] == "Hi!"
-    msgspec.convert(text, schemas.OllamaGenerateResponse)
+    msgspec.convert(text, ollama_schemas.OllamaGenerateResponse)
 
 
 async def test_a_stream_is_pieces_then_the_counts() -> None:
@@ -146,7 +147,7 @@ async def test_a_stream_is_pieces_then_the_counts() -> None:
     assert "".join(line["message"]["content"] for line in out) == "Hi!"
     assert out[-1]["done_reason"] == "length" and out[-1]["total_duration"] >= 0
     for line in out:
-        msgspec.convert(line, schemas.OllamaChatResponse)
+        msgspec.convert(line, ollama_schemas.OllamaChatResponse)
 
 
 async def test_a_worker_lost_before_any_text_is_retried_unseen() -> None:
@@ -161,15 +162,15 @@ async def test_a_worker_lost_after_text_ends_the_stream_with_an_error_line() -> 
                                   Delta(text="Hi", tokens=1), DONE]))
     assert out[0]["message"]["content"] == "Hi" and len(out) == 2
     assert "incomplete" in out[1]["error"]
-    msgspec.convert(out[1], schemas.OllamaError)
+    msgspec.convert(out[1], ollama_schemas.OllamaError)
 
 
 def test_loading_answers_and_errors_match_their_schemas() -> None:
-    msgspec.convert(loaded("m", True), schemas.OllamaChatResponse)
-    msgspec.convert(loaded("m", False), schemas.OllamaGenerateResponse)
+    msgspec.convert(loaded("m", True), ollama_schemas.OllamaChatResponse)
+    msgspec.convert(loaded("m", False), ollama_schemas.OllamaGenerateResponse)
     error = ollama_error_body(not_managed("Pulling a model"))
     assert "cluster config" in error["error"]
-    msgspec.convert(error, schemas.OllamaError)
+    msgspec.convert(error, ollama_schemas.OllamaError)
 
 
 def test_model_answers_match_their_schemas() -> None:
@@ -177,10 +178,10 @@ def test_model_answers_match_their_schemas() -> None:
     listed = tags(state)  # type: ignore[arg-type]
     assert [m["name"] for m in listed["models"]] == ["m", "alias"]
     assert listed["models"][1]["details"]["parent_model"] == "m"
-    msgspec.convert(listed, schemas.OllamaTags)
-    msgspec.convert(show(state, "alias"), schemas.OllamaShow)  # type: ignore[arg-type]
+    msgspec.convert(listed, ollama_schemas.OllamaTags)
+    msgspec.convert(show(state, "alias"), ollama_schemas.OllamaShow)  # type: ignore[arg-type]
     vectors = Embeddings(vectors=b"\0\0\x80\x3f" * 2, dim=1,
                          prompt_tokens=2)
     answer = embed_response(vectors, "m", 10)
     assert answer["embeddings"] == [[1.0], [1.0]]
-    msgspec.convert(answer, schemas.OllamaEmbedResponse)
+    msgspec.convert(answer, ollama_schemas.OllamaEmbedResponse)

@@ -12,20 +12,23 @@ from fastapi.routing import APIRoute
 from openapi_spec_validator import validate
 
 from raylane.cluster.errors import RaylaneError
+from raylane.cluster.messages import Delta, Done, TokenLogprob, TopLogprob
 from raylane.router import schemas
+from raylane.router.admin_routes import admin_api
 from raylane.router.anthropic_routes import anthropic_api
-from raylane.router.generation import ChatShape, CompletionShape
 from raylane.router.ollama_routes import ollama_api
 from raylane.router.openapi import OPERATIONS, document
 from raylane.router.routes import api
+from raylane.router.shapes import ChatShape, CompletionShape
+from raylane.router.tools import ToolPlan
 
 DOC = document("raylane", "0.0.0")
 ROUTERS = (api, anthropic_api, ollama_api)
 ERROR_REFS = {op.path: f"#/components/schemas/{op.error.__name__}" for op in OPERATIONS}
 
 
-def _routes() -> list[tuple[str, str]]:
-    return [(method.lower(), route.path_format) for router in ROUTERS for route in router.routes
+def _routes(routers: tuple = ROUTERS) -> list[tuple[str, str]]:
+    return [(method.lower(), route.path_format) for router in routers for route in router.routes
             if isinstance(route, APIRoute) for method in route.methods or ()]
 
 
@@ -45,6 +48,7 @@ def test_each_route_has_its_bodies_and_errors(method: str, path: str) -> None:
     responses = operation["responses"]
     assert "500" in responses
     for status, response in responses.items():
+        assert response["headers"]["X-Request-ID"]["required"] is True
         if status != "200":
             schema = response["content"]["application/json"]["schema"]
             assert schema == {"$ref": ERROR_REFS[path]}
@@ -59,7 +63,33 @@ def test_each_route_has_its_bodies_and_errors(method: str, path: str) -> None:
         assert {"400", "404", "413", "429", "503", "504"} <= set(responses)
         assert "Retry-After" in responses["429"]["headers"]
         headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
-        assert headers == {"X-Priority", "X-Request-Timeout"}
+        assert headers == {"X-Priority", "X-Request-Timeout", "X-Request-ID"}
+
+
+SECURED = document("raylane", "0.0.0", keys=True, admin=True)
+
+
+def test_with_keys_every_route_but_health_needs_one_and_the_admin_routes_are_documented(
+) -> None:
+    validate(SECURED)
+    documented = [(m, p) for p, item in SECURED["paths"].items() for m in item]
+    assert sorted(documented) == sorted(_routes((*ROUTERS, admin_api)))
+    assert set(SECURED["components"]["securitySchemes"]) == {"bearer", "x-api-key"}
+    for method, path in documented:
+        operation = SECURED["paths"][path][method]
+        if path == "/health":
+            assert "security" not in operation and "401" not in operation["responses"]
+            continue
+        assert operation["security"] == [{"bearer": []}, {"x-api-key": []}]
+        assert "401" in operation["responses"]
+        assert ("403" in operation["responses"]) == path.startswith("/admin/")
+
+
+def test_admin_routes_alone_are_secured_when_keys_are_off() -> None:
+    doc = document("raylane", "0.0.0", admin=True)
+    secured = {p for p, item in doc["paths"].items() for op in item.values() if "security" in op}
+    assert secured == {"/admin/keys", "/admin/keys/{name}", "/admin/keys/{name}/usage"}
+    assert not any(p.startswith("/admin") for p in DOC["paths"])
 
 
 OLLAMA_QUEUED = ("/api/chat", "/api/generate", "/api/embed", "/api/embeddings")
@@ -79,7 +109,8 @@ def test_ollama_operations_are_documented_in_ollamas_terms(method: str, path: st
     assert ("application/x-ndjson" in responses["200"]["content"]) == streams
     assert "text/event-stream" not in responses["200"]["content"]
     headers = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
-    assert headers == ({"X-Priority", "X-Request-Timeout"} if path in OLLAMA_QUEUED else set())
+    queued = {"X-Priority", "X-Request-Timeout"} if path in OLLAMA_QUEUED else set()
+    assert headers == {"X-Request-ID", *queued}
     if path in OLLAMA_QUEUED:
         assert {"400", "404", "413", "429", "503", "504"} <= set(responses)
         assert operation["requestBody"]["required"] is True
@@ -92,19 +123,33 @@ def test_request_schemas_are_closed_like_the_decoder() -> None:
         assert DOC["components"]["schemas"][name]["additionalProperties"] is False
 
 
-# What generation.py builds must be what schemas.py says, field for field: the
+# What shapes.py builds must be what schemas.py says, field for field: the
 # response Structs forbid unknown fields, so `convert` fails on any drift.
-@pytest.mark.parametrize(("first", "text", "finish"),
-                         [(True, "Hi", None), (False, " there", None), (False, "", "length")])
-def test_chat_chunk_choices_match_their_schema(first: bool, text: str, finish: str | None) -> None:
-    choice = ChatShape().chunk_choice(0, text, first, finish)
-    msgspec.convert(choice, schemas.ChatChunkChoice)
+LOGPROBS = [TokenLogprob(b"Hi", -0.1, [TopLogprob(b"Hi", -0.1), TopLogprob(b"\xe2", -3.0)])]
+EVENTS = [Delta(text="Hi", tokens=1, logprobs=LOGPROBS), Delta(text=" there", tokens=1),
+          Done(finish_reason="length", prompt_tokens=1, completion_tokens=2)]
+NAMED = ToolPlan("named", ("f",), "f", "[]", "{}")
+CHAT_SHAPES = [ChatShape(), ChatShape(logprobs=True), ChatShape(tools=NAMED)]
 
 
-def test_final_choices_match_their_schema() -> None:
-    msgspec.convert(ChatShape().final_choice(0, "Hi", "stop"), schemas.ChatChoice)
-    msgspec.convert(CompletionShape().final_choice(1, "Hi", "length"), schemas.TextChoice)
-    msgspec.convert(CompletionShape().chunk_choice(0, "Hi", True, None), schemas.TextChunkChoice)
+@pytest.mark.parametrize("shape", CHAT_SHAPES, ids=["plain", "logprobs", "tool call"])
+def test_chat_choices_match_their_schema(shape: ChatShape) -> None:
+    stream, whole = shape.choice(0), shape.choice(0)
+    for i, event in enumerate(EVENTS):
+        for choice in stream.chunks(event, first=i == 0):
+            msgspec.convert(choice, schemas.ChatChunkChoice)
+        whole.add(event)
+    msgspec.convert(whole.final("stop"), schemas.ChatChoice)
+
+
+@pytest.mark.parametrize("logprobs", [False, True])
+def test_text_choices_match_their_schema(logprobs: bool) -> None:
+    stream, whole = CompletionShape(logprobs).choice(1), CompletionShape(logprobs).choice(1)
+    for i, event in enumerate(EVENTS):
+        for choice in stream.chunks(event, first=i == 0):
+            msgspec.convert(choice, schemas.TextChunkChoice)
+        whole.add(event)
+    msgspec.convert(whole.final("length"), schemas.TextChoice)
 
 
 def _subclasses(cls: type) -> list[type]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from array import array
 
@@ -100,3 +101,30 @@ async def test_json_response_formats_get_a_minimal_valid_value() -> None:
     assert text == "[]"
     with pytest.raises(InvalidRequest):
         await run(engine, chat("a b"), json_schema='{"type": "integer", "minimum": 5}')
+
+
+async def test_logprobs_are_fixed_fake_values_that_follow_the_text() -> None:
+    engine = SimEngine(SimOptions(tokens_per_s=1000))
+    entries = []
+    async for item in engine.generate("r", chat("a b c"),
+                                      SamplingParams(max_tokens=3, logprobs=2)):
+        entries += item.logprobs or []
+    assert [e.token for e in entries] == [b"a", b" b", b" c"]
+    assert {e.logprob for e in entries} == {-0.5}
+    assert [(t.token, t.logprob) for t in entries[1].top] == [(b" b", -0.5), (b" lorem", -1.5)]
+    async for item in engine.generate("r", chat("a b c"), SamplingParams(max_tokens=3)):
+        assert item.logprobs is None  # none asked for, none sent
+
+
+async def test_a_forced_tool_call_answers_the_first_tool_with_no_arguments() -> None:
+    tools = [{"type": "function", "function": {"name": "get_time"}}]
+    schema = ('{"type": "array", "items": {"type": "object", "properties": '
+              '{"name": {"const": "get_time"}, "arguments": {"type": "object"}}}, "minItems": 1}')
+    prompt = ChatPrompt([Message(role="user", content="time?")], tools=json.dumps(tools),
+                        tools_forced=True)
+    text, _ = await run(SimEngine(SimOptions(tokens_per_s=1000)), prompt, json_schema=schema)
+    assert json.loads(text) == [{"name": "get_time", "arguments": {}}]
+    with pytest.raises(InvalidRequest) as error:
+        await run(SimEngine(SimOptions(tokens_per_s=1000)), prompt,
+                  json_schema='{"type": "array", "items": {"const": 5}, "minItems": 1}')
+    assert error.value.param == "tools"
