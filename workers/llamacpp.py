@@ -119,9 +119,15 @@ class LlamaCppEngine:
         finally:
             cancel.set()
             self._cancels.pop(request_id, None)
-            if future is not None:
+            if future is None:
+                self._free.put_nowait(llm)
+            else:
+                # The instance goes back once its thread is done with it, even when this
+                # task is cancelled again while it waits here (a lost lease cancels the
+                # job's task, and its stop may cancel it once more): returning it after
+                # the await would leak it, and every later job would wait for it forever.
+                future.add_done_callback(lambda _: self._free.put_nowait(llm))
                 await asyncio.shield(future)
-            self._free.put_nowait(llm)
 
     def _tokenize(self, llm: Any, prompt: Prompt) -> list[int]:
         if isinstance(prompt, ChatPrompt):

@@ -351,3 +351,25 @@ async def test_auto_tools_need_a_template_that_takes_them(engine: LlamaCppEngine
     finally:
         await hermes.close()
     assert with_tools.prompt_tokens > without.prompt_tokens + 50  # the template showed them
+
+
+async def test_generations_cancelled_twice_give_their_slots_back(engine: LlamaCppEngine) -> None:
+    """A lost lease cancels a job's task, and stopping it may cancel it again while the
+    engine waits for its thread: the instance must still go back to the pool."""
+
+    async def endless(name: str) -> None:
+        async for _ in engine.generate(name, TextPrompt("Once upon a time"),
+                                       SamplingParams(max_tokens=400)):
+            pass
+
+    runs = [asyncio.create_task(endless(f"cancelled{i}")) for i in range(2)]  # both slots
+    await asyncio.sleep(0.3)
+    for run in runs:
+        run.cancel()
+    await asyncio.sleep(0)  # each now waits in its finally for its thread to stop
+    for run in runs:
+        run.cancel()
+    await asyncio.gather(*runs, return_exceptions=True)
+    _, done = await asyncio.wait_for(generate(engine, TextPrompt("Hello"), max_tokens=3),
+                                        timeout=30)
+    assert done.completion_tokens == 3
