@@ -9,19 +9,57 @@ started, so nothing is left running.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
 import os
 import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from raylane.cluster.app import APP_NAME, build_application
 from raylane.cluster.config import Config, pool_name
 from raylane.cluster.keys import Keys
 from raylane.cluster.placement import check_cluster
-from raylane.cluster.redis_server import RedisServer
+from raylane.cluster.redis_server import RedisServer, free_port
 from raylane.cluster.weights import resolve_weights
 
 log = logging.getLogger("raylane")
+
+
+def serve_env() -> dict[str, str]:
+    """Settings that Ray Serve's HAProxy ingress needs in a Ray that `raylane serve` starts
+    itself, when the caller's environment turns it on (`RAY_SERVE_ENABLE_HA_PROXY=1`), less
+    those it sets itself. A cluster from `ray start` takes them from that command's
+    environment."""
+    if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") != "1":
+        return {}
+    env = {
+        # How long a stopping router replica keeps answering so HAProxy can take it out of
+        # rotation (Serve's default is 30 s, sized for load balancers on other hosts); its
+        # requests in flight finish either way. The HAProxy here is on this host.
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
+        # Ports that are fixed unless set: HAProxy's stats and Prometheus ports (8404, 9101)
+        # and those of Serve's own proxy (8500, 9500), which HAProxy falls back to while no
+        # router replica is up. Free ones let two raylanes run on one host without one's
+        # HAProxy failing to start or falling back to the other's routers.
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
+    }
+    return {name: value for name, value in env.items() if name not in os.environ}
+
+
+@contextlib.contextmanager
+def environment(extra: dict[str, str]) -> Iterator[None]:
+    """`extra` in os.environ for the duration (processes started then inherit it)."""
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for name in extra:
+            os.environ.pop(name, None)
 
 
 @dataclass
@@ -63,8 +101,9 @@ class Cluster:
         # `ray.init()` would join that one, and stopping would then shut its Serve down).
         address = self.ray_address or os.environ.get("RAY_ADDRESS") or "local"
         self._own_ray = address == "local"
-        ray.init(address=address, namespace="raylane", include_dashboard=False,
-                 configure_logging=True, logging_level=logging.WARNING)
+        with environment(serve_env() if self._own_ray else {}):  # Ray's processes inherit it
+            ray.init(address=address, namespace="raylane", include_dashboard=False,
+                     configure_logging=True, logging_level=logging.WARNING)
         check_cluster(self.config)  # Serve would wait forever for a replica that cannot fit
 
     def _start_serve(self) -> None:
@@ -76,6 +115,21 @@ class Cluster:
         self._set_draining(False)  # a previous stop may have left the flag behind
         app = build_application(self.config, self.redis_url, self.prefix)
         serve.run(app, name=APP_NAME, route_prefix="/")
+        self._wait_until_answering()
+
+    def _wait_until_answering(self, timeout_s: float = 60.0) -> None:
+        """Return once the router answers on its port (behind HAProxy, a replica that Serve
+        reports ready takes a moment more to be added to HAProxy's backends)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=5):
+                    return
+            except (OSError, http.client.HTTPException) as exc:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the router does not answer at {self.url}: {exc}"
+                                       ) from exc
+            time.sleep(0.1)
 
     @property
     def url(self) -> str:

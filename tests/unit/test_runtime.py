@@ -1,0 +1,44 @@
+"""The Ray Serve settings `raylane serve` gives the Ray it starts."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from raylane.cluster.runtime import environment, serve_env
+
+PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
+         "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
+
+
+def test_serves_proxy_needs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_SERVE_ENABLE_HA_PROXY", raising=False)
+    assert serve_env() == {}
+    monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "0")
+    assert serve_env() == {}
+
+
+def test_haproxy_gets_ports_of_its_own_and_a_short_drain(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    for name in PORTS:
+        monkeypatch.delenv(name, raising=False)
+    first, second = serve_env(), serve_env()
+    assert first["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "2"
+    # Fixed ports (8404, 9101, 8500, 9500) would clash between two raylanes on one host.
+    ports = [int(env[name]) for env in (first, second) for name in PORTS]
+    assert len(set(ports)) == len(ports) and 8404 not in ports and 8500 not in ports
+
+
+def test_what_the_caller_set_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    monkeypatch.setenv("RAY_SERVE_HAPROXY_STATS_PORT", "18404")
+    assert "RAY_SERVE_HAPROXY_STATS_PORT" not in serve_env()
+
+
+def test_the_settings_are_set_only_while_ray_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAYLANE_TEST_SETTING", raising=False)
+    with environment({"RAYLANE_TEST_SETTING": "1"}):
+        assert os.environ["RAYLANE_TEST_SETTING"] == "1"
+    assert "RAYLANE_TEST_SETTING" not in os.environ
