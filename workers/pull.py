@@ -44,6 +44,7 @@ from raylane.cluster.metrics import Recorder
 from raylane.cluster.queue import ALIVE_TTL_S, JobQueue
 from raylane.cluster.redis_client import raise_if_cancelled
 from raylane.cluster.registry import WorkerBeat, announce, retire
+from raylane.workers.coalesce import coalesced
 from raylane.workers.engine import Engine
 from raylane.workers.job_metrics import JobClock, PoolMetrics
 
@@ -179,11 +180,10 @@ class PullLoop:
         if isinstance(job.prompt, EmbedInputs):
             await self._embed(run, job.prompt)
             return
-        stream = self.engine.generate(job.id, job.prompt, job.params)
-        async with contextlib.aclosing(stream):  # type: ignore[type-var]
+        stream = coalesced(self.engine.generate(job.id, job.prompt, job.params),
+                           observe=run.clock.item if run.clock is not None else None)
+        async with contextlib.aclosing(stream):
             async for item in stream:
-                if run.clock is not None:
-                    run.clock.item(item)
                 if isinstance(item, Done):
                     done = msgspec.structs.replace(item, worker=self.worker_id)
                     if not await self._emit(run, Event.DONE, event_encoder.encode(done),
