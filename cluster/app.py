@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ray.serve import Application
 
 APP_NAME = "raylane"
+WORKER_SHUTDOWN_POLL_S = 0.1
 
 
 def actor_options(resources: dict[str, float]) -> dict[str, Any]:
@@ -65,6 +66,10 @@ def build_application(config: Config, redis_url: str, prefix: str = "raylane") -
                     **scaling_options(model, index, redis_url, prefix),
                     # Serve stops waiting for the replica's own drain a little later.
                     graceful_shutdown_timeout_s=pool.drain_s + 10,
+                    # Workers take their jobs from Redis, not from Serve: the only Serve
+                    # calls a stopping one can have are status reads, so it need not wait
+                    # out Serve's default 2 s before its own drain begins.
+                    graceful_shutdown_wait_loop_s=WORKER_SHUTDOWN_POLL_S,
                 ).bind(model, pool, name, redis_url, prefix)
             )
     router = Router.options(  # type: ignore[attr-defined]
