@@ -96,26 +96,28 @@ class MessageRun:
         self, first: tuple[int, JobEvent] | Note,
         rest: AsyncGenerator[tuple[int, JobEvent] | Note, None],
     ) -> AsyncIterator[bytes]:
-        if isinstance(first, Note):
-            yield first.sse()
-        yield sse("message_start", {"type": "message_start", "message": self._message([], None)})
-        yield sse("content_block_start", {"type": "content_block_start", "index": 0,
-                                          "content_block": {"type": "text", "text": ""}})
-        yield sse("ping", {"type": "ping"})
+        # The events of one job event go out as one write: one message through the proxy.
+        head = [first.sse()] if isinstance(first, Note) else []
+        head += [
+            sse("message_start", {"type": "message_start", "message": self._message([], None)}),
+            sse("content_block_start", {"type": "content_block_start", "index": 0,
+                                        "content_block": {"type": "text", "text": ""}}),
+            sse("ping", {"type": "ping"}),
+        ]
         try:
             if not isinstance(first, Note):
-                for chunk in self._events(first[1]):
-                    yield chunk
+                head += self._events(first[1])
+            yield b"".join(head)
+            head = []
             async for item in rest:
-                for chunk in ([item.sse()] if isinstance(item, Note) else self._events(item[1])):
-                    yield chunk
+                if chunks := [item.sse()] if isinstance(item, Note) else self._events(item[1]):
+                    yield b"".join(chunks)
         except RaylaneError as exc:
-            yield sse("error", anthropic_error_body(exc))
+            yield b"".join(head) + sse("error", anthropic_error_body(exc))
             return
         finally:
             await rest.aclose()
-        for chunk in self._closing():
-            yield chunk
+        yield b"".join(self._closing())
 
     def _events(self, job_event: JobEvent) -> list[bytes]:
         event = _text_only(job_event)

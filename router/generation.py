@@ -93,25 +93,27 @@ class Generation:
         self, first: tuple[int, JobEvent] | Note,
         rest: AsyncGenerator[tuple[int, JobEvent] | Note, None],
     ) -> AsyncIterator[bytes]:
+        # The chunks of one event go out as one write: one message through the proxy.
         choices = self._choices()
         try:
-            for chunk in self._items(choices, first):
-                yield chunk
+            if chunks := self._items(choices, first):
+                yield b"".join(chunks)
             async for item in rest:
-                for chunk in self._items(choices, item):
-                    yield chunk
+                if chunks := self._items(choices, item):
+                    yield b"".join(chunks)
         except RaylaneError as exc:
             yield _event(error_body(exc))
             return
         finally:
             await rest.aclose()
+        end = b"data: [DONE]\n\n"
         if self.include_usage:
             body = self._head(self.shape.chunk_name)
             body["choices"] = []
             body["usage"] = _usage(choices, self.n)
             body["timings"] = self.timeline.timings()
-            yield _event(body)
-        yield b"data: [DONE]\n\n"
+            end = _event(body) + end
+        yield end
 
     def _items(self, choices: list[_Choice], item: tuple[int, JobEvent] | Note) -> list[bytes]:
         if isinstance(item, Note):

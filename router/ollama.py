@@ -187,11 +187,11 @@ class OllamaGeneration:
     ) -> AsyncIterator[bytes]:
         progress = _Progress()
         try:
-            for line in self._step(progress, first):
-                yield line
+            if lines := self._step(progress, first):
+                yield b"".join(lines)
             async for _, event in rest:
-                for line in self._step(progress, event):
-                    yield line
+                if lines := self._step(progress, event):
+                    yield b"".join(lines)
         except RaylaneError as exc:
             yield _line(ollama_error_body(exc))
         finally:

@@ -164,9 +164,11 @@ async def test_the_whole_message_matches_its_schema(end: Done, reason: str,
 
 async def events(run: MessageRun) -> list[tuple[str, anthropic_schemas.StreamEvent]]:
     out = []
-    async for raw in await run.stream():
-        head, data, blank = raw.decode().split("\n", 2)
-        assert head.startswith("event: ") and data.startswith("data: ") and blank == "\n"
+    stream = b"".join([raw async for raw in await run.stream()]).decode()
+    assert stream.endswith("\n\n")
+    for raw in stream.removesuffix("\n\n").split("\n\n"):
+        head, data = raw.split("\n")
+        assert head.startswith("event: ") and data.startswith("data: ")
         event = msgspec.json.decode(data.removeprefix("data: "),
                                     type=anthropic_schemas.MessageEvent)
         out.append((head.removeprefix("event: "), event))

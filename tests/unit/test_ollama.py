@@ -127,7 +127,8 @@ def generation(events: list[Any], chat: bool = True) -> OllamaGeneration:
 
 
 async def lines(run: OllamaGeneration) -> list[dict]:
-    return [json.loads(line) async for line in await run.stream()]
+    stream = b"".join([piece async for piece in await run.stream()])
+    return [json.loads(line) for line in stream.splitlines()]
 
 
 async def test_a_whole_answer_has_ollamas_shape() -> None:
