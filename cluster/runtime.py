@@ -27,27 +27,43 @@ from raylane.cluster.weights import resolve_weights
 log = logging.getLogger("raylane")
 
 
+THROUGHPUT_ENV = {
+    # A replica runs its code on its own event loop rather than on a second thread's loop:
+    # no hop between threads for each request and each streamed chunk. raylane's replicas
+    # never block their loop for long (engines generate in threads or processes of their
+    # own); vLLM's engine start does, as under vLLM's own server.
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    # The proxy picks a router replica on its own event loop, not a second one.
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+    # The proxy sends each request to the router replica over gRPC, not as a Ray actor call.
+    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
+}
+"""Ray Serve's throughput settings (those of `RAY_SERVE_THROUGHPUT_OPTIMIZED` but direct
+ingress): a quarter less added latency and a quarter more requests/s through Serve's proxy
+(docs/benchmarks.md). Read by each Ray process when it starts."""
+
+
 def serve_env() -> dict[str, str]:
-    """Settings that Ray Serve's HAProxy ingress needs in a Ray that `raylane serve` starts
-    itself, when the caller's environment turns it on (`RAY_SERVE_ENABLE_HA_PROXY=1`), less
-    those it sets itself. A cluster from `ray start` takes them from that command's
-    environment."""
-    if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") != "1":
-        return {}
-    env = {
-        # How long a stopping router replica keeps answering so HAProxy can take it out of
-        # rotation (Serve's default is 30 s, sized for load balancers on other hosts); its
-        # requests in flight finish either way. The HAProxy here is on this host.
-        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
-        # Ports that are fixed unless set: HAProxy's stats and Prometheus ports (8404, 9101)
-        # and those of Serve's own proxy (8500, 9500), which HAProxy falls back to while no
-        # router replica is up. Free ones let two raylanes run on one host without one's
-        # HAProxy failing to start or falling back to the other's routers.
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
-        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
-    }
+    """Settings for a Ray that `raylane serve` starts itself, less those the caller's
+    environment sets: Serve's throughput settings, and what Serve's HAProxy ingress needs
+    when the caller turns it on (`RAY_SERVE_ENABLE_HA_PROXY=1`). A cluster from `ray start`
+    takes them from that command's environment (deploy/*.yaml)."""
+    env = dict(THROUGHPUT_ENV)
+    if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
+        env.update({
+            # How long a stopping router replica keeps answering so HAProxy can take it out
+            # of rotation (Serve's default is 30 s, sized for load balancers on other hosts);
+            # its requests in flight finish either way. The HAProxy here is on this host.
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
+            # Ports that are fixed unless set: HAProxy's stats and Prometheus ports (8404,
+            # 9101) and those of Serve's own proxy (8500, 9500), which HAProxy falls back to
+            # while no router replica is up. Free ones let two raylanes run on one host
+            # without one's HAProxy failing to start or falling back to the other's routers.
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
+            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
+        })
     return {name: value for name, value in env.items() if name not in os.environ}
 
 

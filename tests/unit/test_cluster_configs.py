@@ -13,6 +13,7 @@ import yaml
 
 from raylane.cluster.config import load_config
 from raylane.cluster.placement import NodeGroup, check_placement
+from raylane.cluster.runtime import THROUGHPUT_ENV
 from raylane.cluster.serve_config import IMPORT_PATH, serve_config
 
 ROOT = Path(__file__).parents[2]
@@ -96,6 +97,31 @@ def test_head_start_script_is_shipped() -> None:
     script = DEPLOY / "head-start.sh"
     assert script.stat().st_mode & 0o111
     assert "raylane deploy" in script.read_text()
+
+
+def test_every_ray_start_gets_serves_throughput_settings() -> None:
+    """Every node of a `ray up` cluster starts Ray with the settings `raylane serve` gives
+    the Ray it starts itself."""
+    exports = dict(line.removeprefix("export ").split("=", 1)
+                   for line in (DEPLOY / "serve-env.sh").read_text().splitlines()
+                   if line.startswith("export "))
+    assert exports == THROUGHPUT_ENV
+    for path in CLUSTER_CONFIGS:
+        config = load(path)
+        starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands")
+                  for c in config[key] if "ray start" in c]
+        assert len(starts) == 2, path.name
+        for command in starts:
+            before, _ = command.split("ray start")
+            assert "/deploy/serve-env.sh;" in before, (path.name, command)
+
+
+def test_every_kuberay_pod_gets_serves_throughput_settings() -> None:
+    cluster = kuberay_service()["spec"]["rayClusterConfig"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for group in groups:
+        (container,) = group["template"]["spec"]["containers"]
+        assert {e["name"]: e["value"] for e in container["env"]} == THROUGHPUT_ENV
 
 
 def kuberay_service() -> dict[str, Any]:

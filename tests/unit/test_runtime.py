@@ -6,17 +6,21 @@ import os
 
 import pytest
 
-from raylane.cluster.runtime import environment, serve_env
+from raylane.cluster.runtime import THROUGHPUT_ENV, environment, serve_env
 
 PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
          "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
 
 
-def test_serves_proxy_needs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serves_proxy_gets_the_throughput_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in THROUGHPUT_ENV:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("RAY_SERVE_ENABLE_HA_PROXY", raising=False)
-    assert serve_env() == {}
+    assert serve_env() == {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+                           "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+                           "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1"}
     monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "0")
-    assert serve_env() == {}
+    assert serve_env() == THROUGHPUT_ENV
 
 
 def test_haproxy_gets_ports_of_its_own_and_a_short_drain(monkeypatch: pytest.MonkeyPatch
@@ -34,7 +38,10 @@ def test_haproxy_gets_ports_of_its_own_and_a_short_drain(monkeypatch: pytest.Mon
 def test_what_the_caller_set_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "1")
     monkeypatch.setenv("RAY_SERVE_HAPROXY_STATS_PORT", "18404")
-    assert "RAY_SERVE_HAPROXY_STATS_PORT" not in serve_env()
+    monkeypatch.setenv("RAY_SERVE_USE_GRPC_BY_DEFAULT", "0")
+    env = serve_env()
+    assert "RAY_SERVE_HAPROXY_STATS_PORT" not in env
+    assert "RAY_SERVE_USE_GRPC_BY_DEFAULT" not in env
 
 
 def test_the_settings_are_set_only_while_ray_starts(monkeypatch: pytest.MonkeyPatch) -> None:
