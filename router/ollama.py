@@ -5,6 +5,11 @@ object; a stream is one JSON object per line (`application/x-ndjson`): a line
 per piece of text with `"done": false`, then a last line with `"done": true`,
 the `done_reason` and the token counts and durations (nanoseconds).
 
+A chat request's `tools` are offered to the model as OpenAI's `tool_choice: auto` is
+(`tools.py`), and its calls are read out of the answer the same way (`tool_calls.py`):
+a whole answer carries them in `message.tool_calls`, a stream sends each call whole in
+a line of its own, as Ollama does, with the arguments as a JSON object.
+
 As with the OpenAI API (`generation.py`): a stream's HTTP status is decided by
 its first event, a worker lost before any text is retried unseen, and one lost
 after text was sent ends the stream with an `{"error": ...}` line, never with
@@ -13,6 +18,7 @@ duplicated or silently cut text. Errors never pick an HTTP status here.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
@@ -32,6 +38,7 @@ from raylane.cluster.messages import (
     Message,
     SamplingParams,
     TextPrompt,
+    ToolCall,
 )
 from raylane.router.admission import Ticket
 from raylane.router.errors import ollama_error_body
@@ -42,10 +49,13 @@ from raylane.router.ollama_protocol import (
     OllamaGenerateRequest,
     OllamaMessage,
     OllamaOptions,
+    OllamaToolCall,
 )
 from raylane.router.protocol import EmbeddingRequest, Sampling
 from raylane.router.requests import embedding_job, prompt_job, sampling
 from raylane.router.timeline import Timeline
+from raylane.router.tool_calls import CallDelta, Reader, tool_reader
+from raylane.router.tools import NO_TOOLS, ToolPlan, auto_plan
 
 _json = msgspec.json.Encoder()
 
@@ -83,13 +93,19 @@ def options_sampling(options: OllamaOptions | None, cap: int | None) -> Sampling
     return sampling(req, max_tokens, cap)
 
 
-def chat_job(req: OllamaChatRequest, ticket: Ticket, reply_to: str) -> Job:
-    """The job of an `/api/chat` request."""
+def chat_tools(req: OllamaChatRequest) -> ToolPlan:
+    """What the model is offered of the request's `tools` (checked)."""
+    return auto_plan(req.tools or [])
+
+
+def chat_job(req: OllamaChatRequest, ticket: Ticket, reply_to: str,
+             tools: ToolPlan = NO_TOOLS) -> Job:
+    """The job of an `/api/chat` request offering the model `tools` (`chat_tools`)."""
     _check_generative(req)
-    _refuse(bool(req.tools), "tools", "Tool calling is not supported.")
     messages = [_message(m, i) for i, m in enumerate(req.messages)]
     params = options_sampling(req.options, ticket.model.max_tokens)
-    return prompt_job(ticket, "chat", ChatPrompt(messages=messages), params, reply_to)
+    prompt = ChatPrompt(messages=messages, tools=tools.tools)
+    return prompt_job(ticket, "chat", prompt, params, reply_to)
 
 
 def generate_job(req: OllamaGenerateRequest, ticket: Ticket, reply_to: str) -> Job:
@@ -127,8 +143,15 @@ def _message(m: OllamaMessage, index: int) -> Message:
     where = f"messages[{index}]"
     _refuse(bool(m.images), f"{where}.images", "Images are not supported.")
     _refuse(bool(m.thinking), f"{where}.thinking", "Thinking is not supported.")
-    _refuse(bool(m.tool_calls), f"{where}.tool_calls", "Tool calling is not supported.")
-    return Message(role=m.role, content=m.content, name=m.tool_name)
+    _refuse(bool(m.tool_calls) and m.role != "assistant", f"{where}.tool_calls",
+            "Only assistant messages make tool calls.")
+    calls = [_call(c, f"{index}_{j}") for j, c in enumerate(m.tool_calls or [])]
+    return Message(role=m.role, content=m.content, name=m.tool_name, tool_calls=calls)
+
+
+def _call(c: OllamaToolCall, number: str) -> ToolCall:
+    return ToolCall(id=c.id or f"call_{number}", name=c.function.name,
+                    arguments=json.dumps(c.function.arguments))
 
 
 def _refuse(condition: bool, param: str, message: str) -> None:
@@ -143,10 +166,23 @@ def created_at() -> str:
 
 @dataclass
 class _Progress:
+    reader: Reader | None
+    """What reads tool calls out of the text; None without tools."""
     text: list[str] = field(default_factory=list)
+    calls: list[CallDelta] = field(default_factory=list)
     sent: bool = False
     first: float | None = None
     """When the first text (or the end) came: the prompt was read by then."""
+
+    def read(self, text: str, end: bool) -> tuple[str, list[CallDelta]]:
+        """The content and the whole calls in `text`, the next piece of the answer."""
+        if self.reader is None:
+            return text, []
+        content, calls = self.reader.feed(text)
+        if end:
+            rest, more = self.reader.close()
+            content, calls = content + rest, calls + more
+        return content, calls
 
 
 @dataclass
@@ -159,22 +195,31 @@ class OllamaGeneration:
     name: str
     """The model as the request named it; Ollama echoes it."""
     chat: bool
+    tools: ToolPlan = NO_TOOLS
     started: float = field(default_factory=time.monotonic)
     timeline: Timeline = field(default_factory=Timeline)
 
     async def collect(self) -> dict:
         """Wait for the whole answer."""
-        progress = _Progress()
+        text: list[str] = []
         async for _, job_event in self.runner.run([self.job], self.model, self.timeline):
             event = _text_only(job_event)
             if isinstance(event, Restart):
-                progress.text.clear()  # nothing reached the client: retry transparently
+                text.clear()  # nothing reached the client: retry transparently
                 continue
-            progress.first = progress.first or time.monotonic()
-            progress.text.append(event.text)
+            text.append(event.text)
             if isinstance(event, Done):
-                return self._final(event, "".join(progress.text), progress)
+                progress = self._progress()
+                progress.first = time.monotonic()
+                content, calls = progress.read("".join(text), end=True)
+                return self._final(event, content, progress, calls)
         raise JobLost("The job ended without an answer.")
+
+    def _progress(self) -> _Progress:
+        return _Progress(self._reader())
+
+    def _reader(self) -> Reader | None:
+        return tool_reader(self.tools) if self.chat else None
 
     async def stream(self) -> AsyncIterator[bytes]:
         """Start the stream; raises (as an HTTP error) if it fails before any text."""
@@ -185,7 +230,7 @@ class OllamaGeneration:
     async def _lines(
         self, first: JobEvent, rest: AsyncGenerator[tuple[int, JobEvent], None]
     ) -> AsyncIterator[bytes]:
-        progress = _Progress()
+        progress = self._progress()
         try:
             if lines := self._step(progress, first):
                 yield b"".join(lines)
@@ -203,29 +248,34 @@ class OllamaGeneration:
             if progress.sent:
                 raise JobLost("The worker generating this response was lost after part of it "
                               "was sent; the response is incomplete. Retry the request.")
+            progress.reader = self._reader()  # what it held back goes with the lost attempt
             return []
         progress.first = progress.first or time.monotonic()
+        content, calls = progress.read(event.text, end=isinstance(event, Done))
         out = []
-        if event.text:
+        if content or calls:
             progress.sent = True
-            out.append(_line(self._piece(event.text)))
+            out.append(_line(self._piece(content, calls)))
         if isinstance(event, Done):
             out.append(_line(self._final(event, "", progress)))
         return out
 
-    def _piece(self, text: str) -> dict[str, Any]:
+    def _piece(self, text: str, calls: list[CallDelta] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.name, "created_at": created_at()}
         if self.chat:
             body["message"] = {"role": "assistant", "content": text}
+            if calls:
+                body["message"]["tool_calls"] = [_tool_call(c) for c in calls]
         else:
             body["response"] = text
         body["done"] = False
         return body
 
-    def _final(self, done: Done, text: str, progress: _Progress) -> dict[str, Any]:
+    def _final(self, done: Done, text: str, progress: _Progress,
+               calls: list[CallDelta] | None = None) -> dict[str, Any]:
         now = time.monotonic()
         first = progress.first or now
-        body = self._piece(text)
+        body = self._piece(text, calls)
         body.update(done=True, done_reason=done.finish_reason,
                     total_duration=_ns(now - self.started), load_duration=0,
                     prompt_eval_count=done.prompt_tokens,
@@ -243,6 +293,17 @@ def loaded(name: str, chat: bool) -> dict[str, Any]:
         body["response"] = ""
     body.update(done=True, done_reason="load")
     return body
+
+
+def _tool_call(call: CallDelta) -> dict[str, Any]:
+    """A whole call as Ollama sends it: the arguments as an object (as the model wrote
+    them when they are not one)."""
+    try:
+        arguments: Any = json.loads(call.arguments or "{}")
+    except ValueError:
+        arguments = call.arguments
+    return {"id": call.id, "function": {"index": call.index, "name": call.name,
+                                        "arguments": arguments}}
 
 
 def _text_only(event: JobEvent) -> Delta | Done | Restart:

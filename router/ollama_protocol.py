@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
-from raylane.router.protocol import Int64, Penalty, Strict, Temperature, TopP
+from raylane.router.protocol import Int64, Penalty, Strict, Temperature, Tool, ToolName, TopP
 
 NumPredict = Annotated[int, Meta(ge=-2, le=2**63 - 1)]
 """Most tokens to generate; -1 (no limit) and -2 (fill the context) both mean the
@@ -64,9 +64,17 @@ class OllamaOptions(Strict, kw_only=True):
     use_mlock: bool | None = None
 
 
+class OllamaFunctionCall(Strict, kw_only=True):
+    name: ToolName
+    arguments: dict[str, Any] = {}
+    index: int | None = None
+
+
 class OllamaToolCall(Strict, kw_only=True):
-    function: dict[str, Any]
-    type: str | None = None
+    """A call an assistant message made, sent back as part of the conversation."""
+
+    function: OllamaFunctionCall
+    type: Literal["function"] | None = None
     id: str | None = None
 
 
@@ -78,8 +86,9 @@ class OllamaMessage(Strict, kw_only=True):
     thinking: str | None = None
     """Refused unless empty: no served model thinks."""
     tool_calls: list[OllamaToolCall] | None = None
-    """Refused unless empty: tool calling is not supported."""
+    """The calls of an assistant message."""
     tool_name: str | None = None
+    """The function a `tool` message answers."""
 
 
 class Generative(Strict, kw_only=True):
@@ -102,8 +111,9 @@ class Generative(Strict, kw_only=True):
 class OllamaChatRequest(Generative, kw_only=True):
     messages: list[OllamaMessage] = []
     """The conversation; none answers at once (Ollama's way to load a model)."""
-    tools: list[Any] | None = None
-    """Only an empty list is accepted (the official client always sends one)."""
+    tools: list[Tool] | None = None
+    """Functions the model may call (OpenAI's tool shape); their calls come back in
+    `message.tool_calls`. Needs a model whose chat template takes tools."""
 
 
 class OllamaGenerateRequest(Generative, kw_only=True):

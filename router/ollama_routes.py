@@ -14,6 +14,7 @@ from raylane.router.http import SSE_HEADERS, read_body
 from raylane.router.ollama import (
     OllamaGeneration,
     chat_job,
+    chat_tools,
     embed_job,
     generate_job,
     loaded,
@@ -67,8 +68,10 @@ async def chat(request: Request) -> Response:
     ticket = _admit(request, req.model, "chat")
     if not req.messages:
         return _loaded(req.model, True, req.stream)
-    job = chat_job(req, ticket, state.reply_to)
-    generation = OllamaGeneration(state.runner, job, ticket.model, req.model, chat=True)
+    tools = chat_tools(req)
+    job = chat_job(req, ticket, state.reply_to, tools)
+    generation = OllamaGeneration(state.runner, job, ticket.model, req.model, chat=True,
+                                  tools=tools)
     return await _answer(generation, req.stream)
 
 

@@ -20,9 +20,23 @@ class OllamaError(Closed, kw_only=True):
     error: str
 
 
+class OllamaFunctionCall(Closed, kw_only=True):
+    index: int
+    name: str
+    arguments: dict[str, Any]
+
+
+class OllamaToolCall(Closed, kw_only=True):
+    id: str
+    function: OllamaFunctionCall
+
+
 class OllamaAssistantMessage(Closed, kw_only=True):
     role: Literal["assistant"]
     content: str
+    tool_calls: list[OllamaToolCall] | UnsetType = UNSET
+    """The model's calls of the request's tools, each whole: in a whole answer, or in a
+    streamed line of its own."""
 
 
 class OllamaChatResponse(Closed, kw_only=True):

@@ -52,10 +52,10 @@ def tool_plan(req: ChatCompletionRequest) -> ToolPlan:
     schemas = _parameters(req.tools)
     if choice == "none":
         return NO_TOOLS
-    names = tuple(schemas)
-    tools = json.dumps([msgspec.to_builtins(t) for t in req.tools])
     if choice in (None, "auto"):
-        return ToolPlan("auto", names, tools=tools)
+        return _auto(schemas, req.tools)
+    names = tuple(schemas)
+    tools = _listed(req.tools)
     if req.response_format is not None and not isinstance(req.response_format, TextFormat):
         raise InvalidRequest("A forced tool call is JSON already: tool_choice "
                              f"{_choice_text(choice)} cannot be combined with a JSON "
@@ -74,6 +74,20 @@ def tool_plan(req: ChatCompletionRequest) -> ToolPlan:
     if req.parallel_tool_calls is False:
         array["maxItems"] = 1
     return ToolPlan("required", names, None, tools, json.dumps(array))
+
+
+def auto_plan(tools: list[Tool]) -> ToolPlan:
+    """Tools the model may call or not (`auto`; what Ollama's `tools` always are)."""
+    return _auto(_parameters(tools), tools) if tools else NO_TOOLS
+
+
+def _auto(schemas: dict[str, dict[str, Any]], tools: list[Tool]) -> ToolPlan:
+    return ToolPlan("auto", tuple(schemas), tools=_listed(tools))
+
+
+def _listed(tools: list[Tool]) -> str:
+    """The tool list for the chat template."""
+    return json.dumps([msgspec.to_builtins(t) for t in tools])
 
 
 def _parameters(tools: list[Tool]) -> dict[str, dict[str, Any]]:

@@ -36,8 +36,9 @@ def template_inputs(prompt: ChatPrompt, template: str | None
     if tools and not native and not prompt.tools_forced:
         raise InvalidRequest(
             'This model\'s chat template does not take tools, so the model cannot choose '
-            'to call one: tool_choice "auto" needs a template that does (the pool option '
-            '`chat_template`); "required" or a named function still work.',
+            'to call one: tools it may call or not (OpenAI\'s tool_choice "auto", Ollama\'s '
+            'tools) need a template that does (the pool option `chat_template`); a forced '
+            'call (tool_choice "required" or a named function) still works.',
             param="tool_choice")
     messages = [_message(m, native) for m in prompt.messages]
     if tools and not native:

@@ -108,6 +108,19 @@ def test_unsupported_options_are_refused_by_name(client: ollama.Client) -> None:
         assert error.value.status_code == 400 and field in error.value.error
 
 
+def test_tools_need_a_model_whose_template_takes_them(client: ollama.Client) -> None:
+    weather = {"type": "function", "function": {
+        "name": "get_weather", "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"]}}}
+    for stream in (False, True):
+        with pytest.raises(ollama.ResponseError) as error:
+            answer = client.chat(model=MODEL, messages=QUESTION, tools=[weather], stream=stream)
+            list(answer) if stream else None  # type: ignore[arg-type]
+        assert error.value.status_code == 400 and "chat template" in error.value.error
+        assert "Ollama's tools" in error.value.error
+
+
 def test_unknown_model_is_404(client: ollama.Client) -> None:
     for call in (lambda: client.chat(model="llama3", messages=QUESTION),
                  lambda: list(client.generate(model="llama3", prompt="hi", stream=True)),

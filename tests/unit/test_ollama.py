@@ -13,12 +13,19 @@ import pytest
 
 from raylane.cluster.config import Config, ModelConfig, PoolConfig, QueueConfig
 from raylane.cluster.errors import InvalidRequest
-from raylane.cluster.messages import ChatPrompt, Delta, Done, Embeddings, TextPrompt
+from raylane.cluster.messages import ChatPrompt, Delta, Done, Embeddings, TextPrompt, ToolCall
 from raylane.router import ollama_schemas
 from raylane.router.admission import admit
 from raylane.router.errors import ollama_error_body
 from raylane.router.jobs import Restart
-from raylane.router.ollama import OllamaGeneration, chat_job, generate_job, loaded, served_name
+from raylane.router.ollama import (
+    OllamaGeneration,
+    chat_job,
+    chat_tools,
+    generate_job,
+    loaded,
+    served_name,
+)
 from raylane.router.ollama_models import embed_response, not_managed, show, tags
 from raylane.router.ollama_protocol import OllamaChatRequest, OllamaGenerateRequest
 from raylane.router.requests import decode
@@ -36,7 +43,8 @@ def body(**fields: object) -> bytes:
 
 def refused(raw: bytes) -> InvalidRequest:
     with pytest.raises(InvalidRequest) as error:
-        chat_job(decode(raw, OllamaChatRequest), TICKET, "inbox")
+        req = decode(raw, OllamaChatRequest)
+        chat_job(req, TICKET, "inbox", chat_tools(req))
     return error.value
 
 
@@ -71,7 +79,11 @@ def test_options_map_to_sampling_parameters() -> None:
     ({"options": {"tfs_z": 1}}, "options.tfs_z"),
     ({"think": True}, "think"),
     ({"format": "json"}, "format"),
-    ({"tools": [{"type": "function"}]}, "tools"),
+    ({"tools": [{"type": "function"}]}, "tools[0].function"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 7}}}]},
+     "tools[0].function.parameters"),
+    ({"messages": [{"role": "user", "content": "x",
+                    "tool_calls": [{"function": {"name": "f"}}]}]}, "messages[0].tool_calls"),
     ({"logprobs": True}, "logprobs"),
     ({"messages": [{"role": "user", "content": "x", "images": ["aGk="]}]},
      "messages[0].images"),
@@ -121,9 +133,12 @@ class FakeRunner:
 DONE = Done(finish_reason="length", prompt_tokens=5, completion_tokens=3, text="!")
 
 
-def generation(events: list[Any], chat: bool = True) -> OllamaGeneration:
-    job = chat_job(decode(body(), OllamaChatRequest), TICKET, "inbox")
-    return OllamaGeneration(FakeRunner(events), job, MODEL, "alias", chat)  # type: ignore[arg-type]
+def generation(events: list[Any], chat: bool = True, **fields: object) -> OllamaGeneration:
+    req = decode(body(**fields), OllamaChatRequest)
+    tools = chat_tools(req)
+    job = chat_job(req, TICKET, "inbox", tools)
+    return OllamaGeneration(FakeRunner(events), job, MODEL, "alias", chat,  # type: ignore[arg-type]
+                            tools)
 
 
 async def lines(run: OllamaGeneration) -> list[dict]:
@@ -164,6 +179,69 @@ async def test_a_worker_lost_after_text_ends_the_stream_with_an_error_line() -> 
     assert out[0]["message"]["content"] == "Hi" and len(out) == 2
     assert "incomplete" in out[1]["error"]
     msgspec.convert(out[1], ollama_schemas.OllamaError)
+
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}
+CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+STOP = Done(finish_reason="stop", prompt_tokens=5, completion_tokens=20)
+
+
+def test_tools_go_to_the_chat_template_and_the_conversation_keeps_its_calls() -> None:
+    messages = [{"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": "",
+                 "tool_calls": [{"function": {"index": 0, "name": "get_weather",
+                                              "arguments": {"city": "Paris"}}}]},
+                {"role": "tool", "content": "18 C, sunny", "tool_name": "get_weather"}]
+    req = decode(body(messages=messages, tools=[WEATHER]), OllamaChatRequest)
+    job = chat_job(req, TICKET, "inbox", chat_tools(req))
+    assert isinstance(job.prompt, ChatPrompt) and not job.prompt.tools_forced
+    assert json.loads(job.prompt.tools or "") == [WEATHER]
+    _, assistant, tool = job.prompt.messages
+    assert assistant.tool_calls == [ToolCall(id="call_1_0", name="get_weather",
+                                             arguments='{"city": "Paris"}')]
+    assert (tool.role, tool.name, tool.content) == ("tool", "get_weather", "18 C, sunny")
+    no_tools = chat_job(decode(body(tools=[]), OllamaChatRequest), TICKET, "inbox",
+                        chat_tools(decode(body(tools=[]), OllamaChatRequest)))
+    assert isinstance(no_tools.prompt, ChatPrompt) and no_tools.prompt.tools is None
+
+
+async def test_a_call_comes_back_whole_with_its_arguments_as_an_object() -> None:
+    answer = await generation([Delta(text=CALL, tokens=20), STOP], tools=[WEATHER]).collect()
+    (call,) = answer["message"]["tool_calls"]
+    assert call["function"] == {"index": 0, "name": "get_weather",
+                                "arguments": {"city": "Paris"}}
+    assert call["id"].startswith("call_") and answer["message"]["content"] == ""
+    assert answer["done_reason"] == "stop"
+    msgspec.convert(answer, ollama_schemas.OllamaChatResponse)
+    # Without tools the same text is the answer's content, as the model wrote it.
+    plain = await generation([Delta(text=CALL, tokens=20), STOP]).collect()
+    assert plain["message"]["content"] == CALL and "tool_calls" not in plain["message"]
+
+
+async def test_a_stream_sends_the_text_then_each_call_whole_in_a_line() -> None:
+    pieces = ["Let me look. <tool_", CALL.removeprefix("<tool_")[:30],
+              CALL.removeprefix("<tool_")[30:]]
+    out = await lines(generation([*(Delta(text=p, tokens=5) for p in pieces), STOP],
+                                 tools=[WEATHER]))
+    assert [line["done"] for line in out] == [False, False, True]
+    assert out[0]["message"] == {"role": "assistant", "content": "Let me look."}
+    assert out[1]["message"]["content"] == ""
+    assert [c["function"]["arguments"] for c in out[1]["message"]["tool_calls"]] == [
+        {"city": "Paris"}]
+    for line in out:
+        msgspec.convert(line, ollama_schemas.OllamaChatResponse)
+
+
+async def test_text_held_back_by_a_lost_worker_is_dropped_with_it() -> None:
+    events = [Delta(text="<tool", tokens=1), Restart(attempt=2), Delta(text=CALL, tokens=20),
+              STOP]
+    out = await lines(generation(events, tools=[WEATHER]))
+    assert "error" not in out[-1]
+    assert [c["function"]["name"] for c in out[0]["message"]["tool_calls"]] == ["get_weather"]
+    assert all(line["message"]["content"] == "" for line in out)
 
 
 def test_loading_answers_and_errors_match_their_schemas() -> None:
