@@ -169,7 +169,6 @@ class _Progress:
     reader: Reader | None
     """What reads tool calls out of the text; None without tools."""
     text: list[str] = field(default_factory=list)
-    calls: list[CallDelta] = field(default_factory=list)
     sent: bool = False
     first: float | None = None
     """When the first text (or the end) came: the prompt was read by then."""
@@ -201,17 +200,16 @@ class OllamaGeneration:
 
     async def collect(self) -> dict:
         """Wait for the whole answer."""
-        text: list[str] = []
+        progress = self._progress()
         async for _, job_event in self.runner.run([self.job], self.model, self.timeline):
             event = _text_only(job_event)
             if isinstance(event, Restart):
-                text.clear()  # nothing reached the client: retry transparently
+                progress.text.clear()  # nothing reached the client: retry transparently
                 continue
-            text.append(event.text)
+            progress.first = progress.first or time.monotonic()
+            progress.text.append(event.text)
             if isinstance(event, Done):
-                progress = self._progress()
-                progress.first = time.monotonic()
-                content, calls = progress.read("".join(text), end=True)
+                content, calls = progress.read("".join(progress.text), end=True)
                 return self._final(event, content, progress, calls)
         raise JobLost("The job ended without an answer.")
 

@@ -3,6 +3,7 @@ they become jobs, and that every answer and stream line has its documented shape
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -127,6 +128,9 @@ class FakeRunner:
     async def run(self, jobs: list, model: ModelConfig, timeline: object = None
                   ) -> AsyncIterator[tuple[int, Any]]:
         for event in self.events:
+            if isinstance(event, float):  # a pause of the engine, in seconds
+                await asyncio.sleep(event)
+                continue
             yield 0, event
 
 
@@ -155,6 +159,13 @@ async def test_a_whole_answer_has_ollamas_shape() -> None:
     text = await generation([Delta(text="Hi", tokens=1), DONE], chat=False).collect()
     assert text["response"] == "Hi!"
     msgspec.convert(text, ollama_schemas.OllamaGenerateResponse)
+
+
+async def test_durations_split_at_the_first_text() -> None:
+    events = [0.05, Delta(text="Hi", tokens=1), 0.1, DONE]
+    for answer in (await generation(events).collect(), (await lines(generation(events)))[-1]):
+        assert 0.05e9 <= answer["prompt_eval_duration"] < 0.1e9
+        assert 0.1e9 <= answer["eval_duration"] < answer["total_duration"]
 
 
 async def test_a_stream_is_pieces_then_the_counts() -> None:
