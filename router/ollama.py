@@ -54,7 +54,7 @@ from raylane.router.ollama_protocol import (
 from raylane.router.protocol import EmbeddingRequest, Sampling
 from raylane.router.requests import embedding_job, prompt_job, sampling
 from raylane.router.timeline import Timeline
-from raylane.router.tool_calls import CallDelta, Reader, tool_reader
+from raylane.router.tool_calls import CallDelta, Reader, read_all, tool_reader
 from raylane.router.tools import NO_TOOLS, ToolPlan, auto_plan
 
 _json = msgspec.json.Encoder()
@@ -177,11 +177,7 @@ class _Progress:
         """The content and the whole calls in `text`, the next piece of the answer."""
         if self.reader is None:
             return text, []
-        content, calls = self.reader.feed(text)
-        if end:
-            rest, more = self.reader.close()
-            content, calls = content + rest, calls + more
-        return content, calls
+        return read_all(self.reader, text) if end else self.reader.feed(text)
 
 
 @dataclass
@@ -200,7 +196,7 @@ class OllamaGeneration:
 
     async def collect(self) -> dict:
         """Wait for the whole answer."""
-        progress = self._progress()
+        progress = _Progress(self._reader())
         async for _, job_event in self.runner.run([self.job], self.model, self.timeline):
             event = _text_only(job_event)
             if isinstance(event, Restart):
@@ -212,9 +208,6 @@ class OllamaGeneration:
                 content, calls = progress.read("".join(progress.text), end=True)
                 return self._final(event, content, progress, calls)
         raise JobLost("The job ended without an answer.")
-
-    def _progress(self) -> _Progress:
-        return _Progress(self._reader())
 
     def _reader(self) -> Reader | None:
         return tool_reader(self.tools) if self.chat else None
@@ -228,7 +221,7 @@ class OllamaGeneration:
     async def _lines(
         self, first: JobEvent, rest: AsyncGenerator[tuple[int, JobEvent], None]
     ) -> AsyncIterator[bytes]:
-        progress = self._progress()
+        progress = _Progress(self._reader())
         try:
             if lines := self._step(progress, first):
                 yield b"".join(lines)
