@@ -120,6 +120,9 @@ class PoolConfig(Base, kw_only=True, frozen=True):
     one placement group of `tensor_parallel` bundles of `resources`, all on one node."""
     replicas: PoolReplicas = PoolReplicas()
     """Replica bounds of this pool, and its autoscaling on queue depth."""
+    stream_interval_s: float = 0.0
+    """Least time between two pieces of a streamed answer from one job: the text the engine
+    made meanwhile goes out together. 0 sends each piece as soon as the last one is out."""
     drain_s: float = 20.0
     """On scale-down or stop, how long running jobs may take to finish before they go
     back to the queue for another replica."""
@@ -260,14 +263,20 @@ def _check_queue(queue: QueueConfig, at: str, fail: _Failer) -> None:
         fail(f"{at}.max_attempts", "must be at least 1")
 
 
+def _check_pool_times(pool: PoolConfig, at: str, fail: _Failer) -> None:
+    if pool.drain_s < 0:
+        fail(f"{at}.drain_s", "must not be negative")
+    if not 0 <= pool.stream_interval_s <= 10:
+        fail(f"{at}.stream_interval_s", "must lie in [0, 10] seconds")
+
+
 def _check_pool(pool: PoolConfig, at: str, fail: _Failer) -> None:
     if pool.model is None and pool.backend != "sim":
         fail(f"{at}.model", f"required for backend {pool.backend!r}")
     if pool.slots < 1:
         fail(f"{at}.slots", "must be at least 1")
     _check_parallel(pool, at, fail)
-    if pool.drain_s < 0:
-        fail(f"{at}.drain_s", "must not be negative")
+    _check_pool_times(pool, at, fail)
     fail.replicas(pool.replicas, f"{at}.replicas", allow_zero=True)
     _check_scaling(pool.replicas, f"{at}.replicas", fail)
     if pool.overflow and pool.replicas.min < 1:

@@ -45,6 +45,7 @@ models:
       - backend: sim
         options: {{tokens_per_s: {rate}}}
         slots: {slots}
+        stream_interval_s: {interval}
         resources: {{CPU: 0.1}}
 """
 ROLES = {"proxy": "ProxyActor", "router": "ServeReplica:raylane:Router",
@@ -205,13 +206,16 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=4)
     parser.add_argument("--tokens-per-s", type=float, default=10_000.0)
     parser.add_argument("--slots", type=int, default=512, help="slots of the sim pool")
+    parser.add_argument("--stream-interval-s", type=float, default=0.0,
+                        help="the sim pool's stream_interval_s (raylane side only)")
     args = parser.parse_args()
 
     port = free_port()
     direct = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "loadtest.sim_server", "--port", str(port),
                                "--tokens-per-s", str(args.tokens_per_s)])
-    config = on_free_port(parse_config(CONFIG.format(rate=args.tokens_per_s, slots=args.slots)))
+    config = on_free_port(parse_config(CONFIG.format(rate=args.tokens_per_s, slots=args.slots,
+                                                     interval=args.stream_interval_s)))
     try:
         wait_healthy(f"{direct}/health", server, 30, "sim baseline")
         with running(config) as url:

@@ -181,7 +181,8 @@ class PullLoop:
             await self._embed(run, job.prompt)
             return
         stream = coalesced(self.engine.generate(job.id, job.prompt, job.params),
-                           observe=run.clock.item if run.clock is not None else None)
+                           observe=run.clock.item if run.clock is not None else None,
+                           interval_s=self.pool.stream_interval_s)
         async with contextlib.aclosing(stream):
             async for item in stream:
                 if isinstance(item, Done):

@@ -29,9 +29,10 @@ from raylane.workers.sim import SimEngine
 KEYS = Keys("pl")
 
 
-def model(lease_s: float = 5.0) -> ModelConfig:
+def model(lease_s: float = 5.0, stream_interval_s: float = 0.0) -> ModelConfig:
     return ModelConfig(name="sim", queue=QueueConfig(lease_s=lease_s, max_depth=100),
-                       pools=[PoolConfig(backend="sim", slots=1)])
+                       pools=[PoolConfig(backend="sim", slots=1,
+                                         stream_interval_s=stream_interval_s)])
 
 
 class Harness:
@@ -80,6 +81,18 @@ async def test_a_job_streams_from_worker_to_router(harness: Harness) -> None:
     assert text == "alpha beta gamma alpha beta"
     done = events[-1]
     assert isinstance(done, Done) and done.completion_tokens == 5
+
+
+async def test_a_pool_stream_interval_sends_fewer_larger_pieces(harness: Harness) -> None:
+    words = "alpha beta gamma delta"
+    harness.worker(model(stream_interval_s=0.1), tokens_per_s=200)  # 40 tokens: 0.2 s
+    text, events = await harness.answer(harness.job(words, max_tokens=40))
+    harness.worker(model())
+    await harness.loops[0].stop(grace_s=0.1)
+    plain_text, plain_events = await harness.answer(harness.job(words, max_tokens=40))
+    assert text == plain_text and len(text.split()) == 40
+    assert isinstance(events[0], Delta) and events[0].tokens == 1  # the first token at once
+    assert len(events) <= 6 < 30 <= len(plain_events)
 
 
 async def test_many_concurrent_requests_each_get_their_own_answer(harness: Harness) -> None:

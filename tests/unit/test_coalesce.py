@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -23,12 +25,16 @@ def answer(items: list[Item]) -> tuple[str, int]:
     return "".join(item.text for item in items), done.completion_tokens
 
 
-async def collect(stream: AsyncIterator[Item], send_s: float) -> list[Item]:
-    """Take the items as a worker does, each send taking `send_s`."""
+async def collect(stream: AsyncIterator[Item], send_s: float, interval_s: float = 0.0,
+                  sent_at: list[float] | None = None) -> list[Item]:
+    """Take the items as a worker does, each send taking `send_s`; `sent_at` gets the
+    time each was taken."""
     items = []
-    async with contextlib.aclosing(coalesced(stream)) as pieces:
+    async with contextlib.aclosing(coalesced(stream, interval_s=interval_s)) as pieces:
         async for item in pieces:
             items.append(item)
+            if sent_at is not None:
+                sent_at.append(time.monotonic())
             await asyncio.sleep(send_s)
     return items
 
@@ -111,3 +117,23 @@ async def test_observe_sees_each_token_as_the_engine_makes_it() -> None:
             await asyncio.sleep(0.01)
     assert [item.tokens for item in seen[:-1]] == [1] * 20
 
+
+
+async def test_with_an_interval_pieces_go_out_at_most_once_per_interval() -> None:
+    direct = [item async for item in story(400, 60)]  # 0.15 s of tokens
+    sent_at: list[float] = []
+    items = await collect(story(400, 60), send_s=0, interval_s=0.05, sent_at=sent_at)
+    assert answer(items) == answer(direct)
+    assert items[0].tokens == 1  # the first token never waits
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent_at[:-1])]
+    assert gaps and min(gaps) >= 0.049
+    assert 3 <= len(items) <= 10  # about one piece per 50 ms, not one per token
+
+
+async def test_with_an_interval_the_end_goes_out_when_it_comes() -> None:
+    direct = [item async for item in story(2000, 20)]
+    began = time.monotonic()
+    items = await collect(story(2000, 20), send_s=0, interval_s=5.0)
+    assert time.monotonic() - began < 1.0
+    assert answer(items) == answer(direct)
+    assert len(items) == 2  # the first token, then the rest with the end

@@ -65,6 +65,8 @@ def test_defaults_serve_the_bundled_model() -> None:
         (("max_depth: 50", "max_depth: 0"), ":9: models[0].queue.max_depth: must be at least 1"),
         (("max: 3", "max: 0"), ":16: models[0].pools[0].replicas.max: must be at least 1"),
         (("[5, null]", "[5, 1]"), ":20: models[0].pools[1].priorities: the first bound"),
+        (("slots: 2", "slots: 2\n        stream_interval_s: -0.05"),
+         ":15: models[0].pools[0].stream_interval_s: must lie in [0, 10] seconds"),
         (("aliases: [gpt-4o-mini]", "aliases: [smollm2-135m]"),
          ":8: models[0].aliases[0]: model name 'smollm2-135m' is already used"),
     ],
