@@ -11,7 +11,11 @@ Both sides run raylane's `SimEngine` with the same settings (`--tokens-per-s`, d
 - raylane: `raylane serve` in this process's Ray, one router replica, one sim pool
   (one replica with `--slots` slots), an embedded Redis.
 
-One asyncio httpx client sends streamed chat completions, closed loop, at each
+It first times `GET /health` and 300 non-streaming answers one after the other on both
+sides, and splits raylane's time with the `timings` of its answers: from the router
+accepting the request to the answer's end (the queue, the worker, the inbox) against the
+rest (HTTP through Serve's proxy to the router replica and back, the router's request
+handling). One asyncio httpx client then sends streamed chat completions, closed loop, at each
 concurrency for `--duration` seconds per side, and prints p50/p99 latency and time to
 first token, raylane's added milliseconds and the ratios. Then it ramps raylane's
 concurrency (`--ramp`) until requests/s stops growing by 5%, and prints the best
@@ -119,10 +123,35 @@ async def health_ms(url: str, requests: int = 200) -> float:
     return percentile_ms(took, 50)
 
 
+async def split_ms(url: str, max_tokens: int, requests: int = 300) -> dict[str, float]:
+    """Medians of sequential non-streaming answers: the client's whole time, and the
+    `timings` raylane reports (router accepts the request → answer ends, queue wait)."""
+    body = {"model": "sim", "messages": [{"role": "user", "content": "one two three four"}],
+            "max_tokens": max_tokens}
+    took: list[float] = []
+    timings: dict[str, list[float]] = {"total_ms": [], "queue_ms": []}
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        for _ in range(requests):
+            began = time.perf_counter()
+            response = (await client.post("/v1/chat/completions", json=body)).raise_for_status()
+            took.append(time.perf_counter() - began)
+            for key, values in timings.items():
+                values.append(response.json().get("timings", {}).get(key, 0.0) / 1000)
+    return {"client": percentile_ms(took, 50),
+            **{key: percentile_ms(values, 50) for key, values in timings.items()}}
+
+
 def compare(urls: dict[str, str], args: argparse.Namespace) -> None:
     health = {side: asyncio.run(health_ms(url)) for side, url in urls.items()}
     print("GET /health p50 (no queue): " +
-          ", ".join(f"{side} {ms:.1f} ms" for side, ms in health.items()) + "\n")
+          ", ".join(f"{side} {ms:.1f} ms" for side, ms in health.items()))
+    split = {side: asyncio.run(split_ms(url, args.max_tokens)) for side, url in urls.items()}
+    ours = split["raylane"]
+    print(f"non-streaming, concurrency 1, p50: direct {split['direct']['client']:.1f} ms, "
+          f"raylane {ours['client']:.1f} ms, of which {ours['total_ms']:.1f} ms from the "
+          f"router accepting the request to the answer's end (queue wait "
+          f"{ours['queue_ms']:.1f} ms); the rest is HTTP through Serve's proxy to the "
+          "router and back\n")
     print("| concurrency | side | req/s | p50 ms | p99 ms | TTFT p50 ms | TTFT p99 ms | errors |")
     print("|---|---|---|---|---|---|---|---|")
     added = []
