@@ -169,6 +169,28 @@ def pool_name(pool: PoolConfig, index: int) -> str:
     return pool.name or f"{pool.backend.replace('.', '')}-{index}"
 
 
+def takers(model: ModelConfig, priority: int) -> list[tuple[PoolConfig, str]]:
+    """The pools of `model` whose priority range takes `priority`, with their names."""
+    out = []
+    for index, pool in enumerate(model.pools):
+        low, high = pool.priorities
+        if (low is None or priority >= low) and (high is None or priority <= high):
+            out.append((pool, pool_name(pool, index)))
+    return out
+
+
+def woken(model: ModelConfig, priority: int, pool: str | None = None) -> list[str]:
+    """The pools whose idle workers a job of `priority` should wake: those that take it
+    from the model's shared queue, or `pool` alone for a job in that pool's own queue."""
+    if pool is not None:
+        return [pool]
+    return [name for config, name in takers(model, priority) if not config.overflow]
+
+
+def pool_names(model: ModelConfig) -> list[str]:
+    return [pool_name(pool, index) for index, pool in enumerate(model.pools)]
+
+
 def deployment_name(model: str, pool: str) -> str:
     """The Ray Serve deployment running a model's pool."""
     return f"worker:{model}:{pool}"

@@ -28,9 +28,9 @@ class Keys:
         """Sorted set of leased job ids, scored by lease expiry (ms)."""
         return f"{self.prefix}:leases:{model}"
 
-    def wake(self, model: str) -> str:
-        """List of wake-up tokens idle workers block on."""
-        return f"{self.prefix}:wake:{model}"
+    def wake(self, model: str, pool: str) -> str:
+        """List of wake-up tokens the idle workers of one pool of `model` block on."""
+        return f"{self.prefix}:wake:{model}@{pool}"
 
     def dead(self, model: str) -> str:
         """Sorted set of dead-lettered job ids, scored by time of death (ms)."""

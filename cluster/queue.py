@@ -82,10 +82,11 @@ class JobQueue:
         }
 
     async def enqueue(self, jobs: Sequence[Job], *, max_depth: int,
-                      pool: str | None = None) -> Admission:
+                      pool: str | None = None, wake: Sequence[str] = ()) -> Admission:
         """Queue `jobs` (all of one model) atomically, or raise QueueFull.
 
-        They go to the model's shared queue, or to `pool`'s own queue.
+        They go to the model's shared queue, or to `pool`'s own queue; each wakes an idle
+        worker of each pool in `wake` (the pools that may take them: `config.woken`).
         """
         model = jobs[0].model
         args: list[str | bytes | int] = [self.keys.job_prefix, max_depth, JOB_GRACE_MS, len(jobs),
@@ -93,8 +94,8 @@ class JobQueue:
         for job in jobs:
             args += [job.id, job.priority, int(job.deadline * 1000), job.reply_to,
                      job_encoder.encode(job), job.tenant]
-        keys = [self.keys.queue(model, pool), self.keys.wake(model), self.keys.seq(),
-                self.keys.fair(model, pool)]
+        keys = [self.keys.queue(model, pool), self.keys.seq(), self.keys.fair(model, pool),
+                *self._wake_keys(model, wake)]
         admitted, depth = await self._scripts["enqueue"](keys=keys, args=args)
         if not admitted:
             retry = await self.retry_after(model, depth)
@@ -169,23 +170,29 @@ class JobQueue:
             )
         )
 
-    async def reap(self, model: str, *, max_attempts: int) -> int:
-        """Requeue (or dead-letter) jobs whose lease lapsed; returns how many."""
-        keys = [self.keys.leases(model), self.keys.queue(model), self.keys.wake(model),
-                self.keys.dead(model)]
+    async def reap(self, model: str, *, max_attempts: int, wake: Sequence[str] = ()) -> int:
+        """Requeue (or dead-letter) jobs whose lease lapsed, waking an idle worker of each
+        pool in `wake` per job requeued; returns how many leases lapsed."""
+        keys = [self.keys.leases(model), self.keys.queue(model), self.keys.dead(model),
+                *self._wake_keys(model, wake)]
         args: list[Any] = [self.keys.job_prefix, now_ms(), max_attempts, INBOX_MAXLEN,
                            DEAD_KEEP_MS]
         return int(await self._scripts["reap"](keys=keys, args=args))
 
-    async def release(self, model: str, held: Iterable[tuple[str, str]]) -> int:
-        """Requeue jobs a stopping worker holds, at once and without using an attempt."""
+    async def release(self, model: str, held: Iterable[tuple[str, str]],
+                      wake: Sequence[str] = ()) -> int:
+        """Requeue jobs a stopping worker holds, at once and without using an attempt,
+        waking an idle worker of each pool in `wake` per job."""
         args: list[Any] = [self.keys.job_prefix, INBOX_MAXLEN]
         for job_id, token in held:
             args += [job_id, token]
         if len(args) == 2:
             return 0
-        keys = [self.keys.leases(model), self.keys.queue(model), self.keys.wake(model)]
+        keys = [self.keys.leases(model), self.keys.queue(model), *self._wake_keys(model, wake)]
         return int(await self._scripts["release"](keys=keys, args=args))
+
+    def _wake_keys(self, model: str, pools: Sequence[str]) -> list[str]:
+        return [self.keys.wake(model, pool) for pool in pools]
 
     async def keep_alive(self, inbox: str, ttl_s: float) -> None:
         """Mark the router replica owning `inbox` alive for `ttl_s`."""
@@ -208,9 +215,10 @@ class JobQueue:
         result = await self._scripts["cancel"](keys=[], args=[self.keys.job_prefix, job_id])
         return _text(result)
 
-    async def wait_for_work(self, model: str, timeout_s: float) -> bool:
-        """Block until a wake-up token arrives for `model` or the timeout passes."""
-        return await self.redis.blpop([self.keys.wake(model)], timeout=timeout_s) is not None
+    async def wait_for_work(self, model: str, pool: str, timeout_s: float) -> bool:
+        """Block until a wake-up token arrives for `pool` of `model` or the timeout passes."""
+        return await self.redis.blpop([self.keys.wake(model, pool)],
+                                      timeout=timeout_s) is not None
 
     async def depth(self, model: str, pool: str | None = None) -> int:
         """Jobs in `model`'s shared queue, or in `pool`'s own queue."""

@@ -51,6 +51,7 @@ from raylane.cluster.queue import JobQueue
 from raylane.cluster.redis_server import RedisServer
 
 MODEL = "bench"
+POOL = "sim-0"
 INBOX = "raylane:inbox:bench-router"
 DONE = event_encoder.encode(Done(finish_reason="stop", prompt_tokens=8, completion_tokens=16))
 
@@ -157,12 +158,12 @@ async def raylane(url: str, args: argparse.Namespace) -> Result:
     queue = JobQueue(redis, Keys())
 
     async def produce() -> None:
-        await queue.enqueue([job(time.time())], max_depth=args.jobs)
+        await queue.enqueue([job(time.time())], max_depth=args.jobs, wake=[POOL])
 
     async def consume() -> bool:
         leased = await queue.lease(MODEL, "bench-worker", lease_s=10)
         if leased is None:
-            await queue.wait_for_work(MODEL, 1.0)
+            await queue.wait_for_work(MODEL, POOL, 1.0)
             return False
         await queue.emit(leased, Event.DONE, DONE, final=True, seq=1, runtime_s=0.001)
         return True

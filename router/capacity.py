@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from raylane.cluster.config import ModelConfig, PoolConfig, pool_name
+from raylane.cluster.config import ModelConfig, pool_name, takers
 from raylane.cluster.errors import InvalidRequest, WaitExceedsDeadline
 from raylane.cluster.messages import Job
 from raylane.cluster.queue import Drain, JobQueue
@@ -65,7 +65,7 @@ class Capacity:
         Raises WaitExceedsDeadline when no queue is expected to answer them in time.
         """
         job = jobs[0]
-        if not _takers(model, job.priority):
+        if not takers(model, job.priority):
             raise InvalidRequest(f"No pool of model '{job.model}' takes priority "
                                  f"{job.priority}.", param="priority")
         budget = (job.deadline - time.time()) * MARGIN
@@ -73,7 +73,7 @@ class Capacity:
         if shared is None or shared.wait_s <= budget:
             return None
         best: tuple[float, str] | None = None
-        for pool, name in _takers(model, job.priority):
+        for pool, name in takers(model, job.priority):
             if not pool.overflow:
                 continue
             wait = await self._pool_estimate(jobs, name)
@@ -93,7 +93,7 @@ class Capacity:
     async def _shared_estimate(self, jobs: Sequence[Job], model: ModelConfig) -> Estimate | None:
         """The wait in the shared queue; None when there are no grounds to refuse it."""
         job = jobs[0]
-        if not any(not pool.overflow for pool, _ in _takers(model, job.priority)):
+        if not any(not pool.overflow for pool, _ in takers(model, job.priority)):
             return Estimate(math.inf, 0, 0.0)  # no pool takes this priority from it
         ahead = await self.queue.ahead(job.model, job.priority, tenant=job.tenant)
         if ahead == 0:
@@ -132,16 +132,6 @@ class Capacity:
         if drain.per_s <= 0:
             return None
         return (ahead + len(jobs) - 1) / drain.per_s + drain.service_s
-
-
-def _takers(model: ModelConfig, priority: int) -> list[tuple[PoolConfig, str]]:
-    """The pools of `model` whose priority range takes `priority`, with their names."""
-    out = []
-    for index, pool in enumerate(model.pools):
-        low, high = pool.priorities
-        if (low is None or priority >= low) and (high is None or priority <= high):
-            out.append((pool, pool_name(pool, index)))
-    return out
 
 
 def _secs(wait: float) -> str:

@@ -22,7 +22,7 @@ from functools import partial
 from redis.exceptions import RedisError
 
 from raylane.cluster.apikeys import ApiKey
-from raylane.cluster.config import ModelConfig
+from raylane.cluster.config import ModelConfig, woken
 from raylane.cluster.errors import (
     ContextLengthExceeded,
     EngineError,
@@ -133,7 +133,8 @@ class JobRunner:
             try:
                 pool = await self.capacity.route(jobs, model)
                 timeline.queued(pool)
-                await self.queue.enqueue(jobs, max_depth=model.queue.max_depth, pool=pool)
+                await self.queue.enqueue(jobs, max_depth=model.queue.max_depth, pool=pool,
+                                         wake=woken(model, jobs[0].priority, pool))
             except (RedisError, OSError) as exc:
                 raise ServiceUnavailable(f"The queue is unreachable: {exc}") from exc
             streams = [_follow(job, waiter, partial(timeline.start, i))

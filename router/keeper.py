@@ -19,7 +19,7 @@ import time
 
 from redis.exceptions import RedisError
 
-from raylane.cluster.config import Config
+from raylane.cluster.config import Config, pool_names
 from raylane.cluster.errors import ServiceUnavailable
 from raylane.cluster.queue import ALIVE_TTL_S, JobQueue
 from raylane.cluster.redis_client import raise_if_cancelled
@@ -88,5 +88,6 @@ class Keeper:
         await self.queue.keep_alive(self.inbox.stream, ALIVE_TTL_S)
         self.draining = bool(await self.queue.redis.exists(self.queue.keys.draining()))
         for model in self.config.models:
-            await self.queue.reap(model.name, max_attempts=model.queue.max_attempts)
+            await self.queue.reap(model.name, max_attempts=model.queue.max_attempts,
+                                  wake=pool_names(model))
         self.last_ok = time.monotonic()

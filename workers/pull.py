@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import msgspec
 from redis.exceptions import RedisError
 
-from raylane.cluster.config import ModelConfig, PoolConfig
+from raylane.cluster.config import ModelConfig, PoolConfig, pool_names
 from raylane.cluster.errors import ContextLengthExceeded, InvalidRequest
 from raylane.cluster.messages import (
     Done,
@@ -112,7 +112,7 @@ class PullLoop:
                 await self._stop_job(run, "release")
         await asyncio.gather(*late, return_exceptions=True)
         with contextlib.suppress(RedisError, OSError):
-            await self.queue.release(self.model.name, held)
+            await self.queue.release(self.model.name, held, wake=pool_names(self.model))
         await _cancel(self._tasks)
         with contextlib.suppress(RedisError, OSError):
             await retire(self.queue.redis, self.queue.keys, self.model.name, self.worker_id)
@@ -141,7 +141,7 @@ class PullLoop:
                     pool=self.pool_name, shared=not self.pool.overflow)
                 if leased is not None:
                     return leased
-                await self.queue.wait_for_work(self.model.name, IDLE_WAIT_S)
+                await self.queue.wait_for_work(self.model.name, self.pool_name, IDLE_WAIT_S)
             except (RedisError, OSError) as exc:
                 raise_if_cancelled()
                 self._redis_failed()
@@ -271,7 +271,8 @@ class PullLoop:
                 status = "cancel"  # its router replica is gone: nobody reads the answer
             if status != "ok":
                 await self._stop_job(run, status)
-        await self.queue.reap(self.model.name, max_attempts=self.model.queue.max_attempts)
+        await self.queue.reap(self.model.name, max_attempts=self.model.queue.max_attempts,
+                              wake=pool_names(self.model))
         await announce(self.queue.redis, self.queue.keys, self.model.name, WorkerBeat(
             worker=self.worker_id, pool=self.pool_name, backend=self.pool.backend,
             slots=self.pool.slots, busy=len(self.running), at=time.time(), pid=os.getpid(),

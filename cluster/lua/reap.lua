@@ -1,6 +1,7 @@
 -- Requeue jobs whose lease lapsed (worker killed, paused or cut off).
 -- KEYS[1] leases zset, KEYS[2] shared queue zset (for jobs whose hash names no queue),
--- KEYS[3] wake list, KEYS[4] dead-letter zset
+-- KEYS[3] dead-letter zset, then the wake lists of the model's pools (a token in each per
+-- job requeued)
 -- ARGV[1] job key prefix, ARGV[2] now (ms), ARGV[3] max attempts, ARGV[4] inbox max length,
 -- ARGV[5] ms a dead-lettered job hash is kept
 -- Returns the number of lapsed leases handled.
@@ -20,13 +21,15 @@ for _, id in ipairs(lapsed) do
     elseif tonumber(job[5]) >= tonumber(ARGV[3]) then
       redis.call('HSET', key, 'state', 'dead', 'token', '')
       redis.call('PEXPIRE', key, ARGV[5])
-      redis.call('ZADD', KEYS[4], now, id)
+      redis.call('ZADD', KEYS[3], now, id)
       redis.call('XADD', job[4], 'MAXLEN', '~', ARGV[4], '*', 'rid', id, 'att', job[5], 'ev', 'dead')
     else
       -- Back to its old place: its queue, same priority, same sequence number.
       redis.call('HSET', key, 'state', 'queued', 'token', '')
       redis.call('ZADD', job[7] or KEYS[2], job[2], job[1])
-      redis.call('LPUSH', KEYS[3], '1')
+      for w = 4, #KEYS do
+        redis.call('LPUSH', KEYS[w], '1')
+      end
       redis.call('XADD', job[4], 'MAXLEN', '~', ARGV[4], '*', 'rid', id, 'att', job[5], 'ev', 'requeued')
     end
   end

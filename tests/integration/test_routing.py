@@ -17,6 +17,7 @@ import pytest
 from raylane.cluster.config import ModelConfig, PoolConfig, QueueConfig
 from raylane.cluster.errors import WaitExceedsDeadline
 from raylane.cluster.messages import Done
+from raylane.router.timeline import Timeline
 from tests.conftest import REDIS_BINARIES
 from tests.integration.harness import answer, job, start_cluster
 
@@ -64,5 +65,31 @@ async def test_tight_deadlines_go_to_the_slow_pool_and_meet_them(binary: str) ->
 
         loose = await asyncio.gather(*backlog)
         assert {pool for pool, _ in loose} == {"gpu"}  # overflow pools take nothing shared
+    finally:
+        await cluster.close()
+
+
+@pytest.mark.parametrize("binary", [REDIS_BINARIES[-1][1]], ids=[REDIS_BINARIES[-1][0]])
+async def test_idle_pools_that_cannot_take_a_job_do_not_hold_it_up(binary: str) -> None:
+    # Beside the pool that takes everything: one that takes only priority 5 and up, and an
+    # overflow pool. Their idle workers must not take the wake-up meant for the first.
+    model = ModelConfig(name="sim", queue=QueueConfig(max_depth=100, lease_s=2.0),
+                        pools=[PoolConfig(backend="sim", name="main"),
+                               PoolConfig(backend="sim", name="batch", priorities=(5, None)),
+                               PoolConfig(backend="sim", name="spill", overflow=True)])
+    cluster = start_cluster(model, binary)
+    try:
+        router = await cluster.router()
+        for pool in range(3):
+            cluster.worker(tokens_per_s=1000, slots=1, pool=pool)
+        await asyncio.sleep(0.5)  # every worker idle, waiting for work
+        waits = []
+        for i in range(10):
+            timeline = Timeline()
+            async for _ in router.runner.run([job(router, f"w{i}", 2)], model, timeline):
+                pass
+            waits.append(timeline.timings()["queue_ms"])
+            await asyncio.sleep(0.05)  # the worker is idle again before the next one
+        assert max(waits) < 300, waits  # a lost wake-up costs the 1 s fallback poll
     finally:
         await cluster.close()
