@@ -188,6 +188,7 @@ def woken(model: ModelConfig, priority: int, pool: str | None = None) -> list[st
 
 
 def pool_names(model: ModelConfig) -> list[str]:
+    """The names of `model`'s pools, in order."""
     return [pool_name(pool, index) for index, pool in enumerate(model.pools)]
 
 
