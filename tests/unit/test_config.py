@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from raylane.cluster.config import default_config, load_config, parse_config
+from raylane.cluster.config import default_config, load_config, parse_config, woken
 from raylane.cluster.yamlpos import ConfigError
 
 GOOD = """\
@@ -95,3 +95,17 @@ def test_yaml_syntax_error_names_the_line() -> None:
 def test_unreadable_file_is_reported(tmp_path) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_a_job_wakes_the_pools_that_may_take_it() -> None:
+    model = parse_config("""\
+models:
+  - name: m
+    pools:
+      - {backend: sim, name: main}
+      - {backend: sim, name: batch, priorities: [5, null]}
+      - {backend: sim, name: spill, overflow: true}
+""").models[0]
+    assert woken(model, 0) == ["main"]  # the shared queue, a priority only main takes
+    assert woken(model, 7) == ["main", "batch"]
+    assert woken(model, 0, pool="spill") == ["spill"]  # routed to the overflow pool's queue
