@@ -135,8 +135,9 @@ async def split_ms(url: str, max_tokens: int, requests: int = 300) -> dict[str, 
             began = time.perf_counter()
             response = (await client.post("/v1/chat/completions", json=body)).raise_for_status()
             took.append(time.perf_counter() - began)
+            reported = response.json().get("timings", {})
             for key, values in timings.items():
-                values.append(response.json().get("timings", {}).get(key, 0.0) / 1000)
+                values.append(reported.get(key, 0.0) / 1000)
     return {"client": percentile_ms(took, 50),
             **{key: percentile_ms(values, 50) for key, values in timings.items()}}
 

@@ -80,6 +80,8 @@ class PullLoop:
         self.pool = pool
         self.pool_name = pool_name
         self.worker_id = worker_id
+        self.wake = pool_names(model)
+        """The pools a job this worker gives back wakes: all of the model's."""
         self.metrics = PoolMetrics(Recorder(queue.redis, queue.keys), model.name, pool_name)
         self.running: dict[str, Running] = {}
         self._slots = asyncio.Semaphore(pool.slots)
@@ -112,7 +114,7 @@ class PullLoop:
                 await self._stop_job(run, "release")
         await asyncio.gather(*late, return_exceptions=True)
         with contextlib.suppress(RedisError, OSError):
-            await self.queue.release(self.model.name, held, wake=pool_names(self.model))
+            await self.queue.release(self.model.name, held, wake=self.wake)
         await _cancel(self._tasks)
         with contextlib.suppress(RedisError, OSError):
             await retire(self.queue.redis, self.queue.keys, self.model.name, self.worker_id)
@@ -272,7 +274,7 @@ class PullLoop:
             if status != "ok":
                 await self._stop_job(run, status)
         await self.queue.reap(self.model.name, max_attempts=self.model.queue.max_attempts,
-                              wake=pool_names(self.model))
+                              wake=self.wake)
         await announce(self.queue.redis, self.queue.keys, self.model.name, WorkerBeat(
             worker=self.worker_id, pool=self.pool_name, backend=self.pool.backend,
             slots=self.pool.slots, busy=len(self.running), at=time.time(), pid=os.getpid(),
