@@ -133,9 +133,12 @@ def test_ray_metrics_export_has_the_same_counts_per_process(app: App) -> None:
         with urllib.request.urlopen(app.ray_metrics, timeout=10) as response:
             return response.read().decode()
 
+    # Each process's counters reach the agent on their own schedule: wait for all of them,
+    # then check that none counts more than once.
     text = wait_for(read, lambda t: samples(
         t, "ray_raylane_requests_total", model="sim", outcome="ok") >= REQUESTS
-        and samples(t, "ray_raylane_time_to_first_token_seconds_count") >= REQUESTS)
+        and samples(t, "ray_raylane_time_to_first_token_seconds_count") >= REQUESTS
+        and samples(t, "ray_raylane_generation_tokens_total", pool="fast") >= 5 * REQUESTS)
     assert samples(text, "ray_raylane_requests_total", model="sim", outcome="ok") == REQUESTS
     assert samples(text, "ray_raylane_generation_tokens_total", pool="fast") == 5 * REQUESTS
 
