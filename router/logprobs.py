@@ -1,4 +1,5 @@
-"""Token log probabilities in OpenAI's two shapes: chat's and the legacy completions one.
+"""Token log probabilities in OpenAI's two shapes (chat's and the legacy completions one)
+and in Ollama's.
 
 Workers send each token as its bytes (a token may hold part of a UTF-8 character);
 its `token` string is those bytes decoded, with `\\xNN` escapes for bytes that are
@@ -60,3 +61,15 @@ def completion_logprobs(items: Sequence[TokenLogprob] | None, offsets: Offsets
            for token, t in zip(tokens, items, strict=True)]
     return {"tokens": tokens, "token_logprobs": [t.logprob for t in items],
             "top_logprobs": top, "text_offset": offsets.of(items)}
+
+
+def ollama_logprobs(items: Sequence[TokenLogprob]) -> list[dict[str, Any]]:
+    """Ollama's `logprobs`: chat's entries, with `top_logprobs` only where some were asked
+    for (Ollama leaves the empty list out)."""
+    out = []
+    for t in items:
+        entry = _entry(t.token, t.logprob)
+        if t.top:
+            entry["top_logprobs"] = [_entry(a.token, a.logprob) for a in t.top]
+        out.append(entry)
+    return out

@@ -10,6 +10,10 @@ A chat request's `tools` are offered to the model as OpenAI's `tool_choice: auto
 a whole answer carries them in `message.tool_calls`, a stream sends each call whole in
 a line of its own, as Ollama does, with the arguments as a JSON object.
 
+With `logprobs: true` each line carries the log probabilities of the tokens of its
+text in `logprobs` (a whole answer, all of them), as Ollama's do; a token whose text
+is held back (a possible tool call) goes with the line that sends it.
+
 As with the OpenAI API (`generation.py`): a stream's HTTP status is decided by
 its first event, a worker lost before any text is retried unseen, and one lost
 after text was sent ends the stream with an `{"error": ...}` line, never with
@@ -38,11 +42,13 @@ from raylane.cluster.messages import (
     Message,
     SamplingParams,
     TextPrompt,
+    TokenLogprob,
     ToolCall,
 )
 from raylane.router.admission import Ticket
 from raylane.router.errors import ollama_error_body
 from raylane.router.jobs import JobEvent, JobRunner, Restart
+from raylane.router.logprobs import ollama_logprobs
 from raylane.router.ollama_protocol import (
     Generative,
     OllamaChatRequest,
@@ -101,19 +107,17 @@ def chat_tools(req: OllamaChatRequest) -> ToolPlan:
 def chat_job(req: OllamaChatRequest, ticket: Ticket, reply_to: str,
              tools: ToolPlan = NO_TOOLS) -> Job:
     """The job of an `/api/chat` request offering the model `tools` (`chat_tools`)."""
-    _check_generative(req)
     messages = [_message(m, i) for i, m in enumerate(req.messages)]
-    params = options_sampling(req.options, ticket.model.max_tokens)
+    params = _generative_sampling(req, ticket)
     prompt = ChatPrompt(messages=messages, tools=tools.tools)
     return prompt_job(ticket, "chat", prompt, params, reply_to)
 
 
 def generate_job(req: OllamaGenerateRequest, ticket: Ticket, reply_to: str) -> Job:
     """The job of an `/api/generate` request: the prompt as a user turn, or `raw` as it is."""
-    _check_generative(req)
     for name in ("suffix", "template", "context", "images", "width", "height", "steps"):
         _refuse(bool(getattr(req, name)), name, f"{name} is not supported.")
-    params = options_sampling(req.options, ticket.model.max_tokens)
+    params = _generative_sampling(req, ticket)
     if req.raw:
         _refuse(bool(req.system), "system", "system does not apply to a raw prompt.")
         return prompt_job(ticket, "completion", TextPrompt(req.prompt), params, reply_to)
@@ -130,13 +134,17 @@ def embed_job(inputs: str | list[str], dimensions: int | None, ticket: Ticket,
     return embedding_job(req, ticket, reply_to)
 
 
-def _check_generative(req: Generative) -> None:
+def _generative_sampling(req: Generative, ticket: Ticket) -> SamplingParams:
+    """The sampling of a chat or generate request, with the log probabilities it asks for."""
     _refuse(req.format not in (None, ""), "format", "Structured output (format) is not "
             "supported.")
     _refuse(req.think not in (None, False), "think", "Thinking is not supported by the "
             "served models; send false or leave it out.")
-    _refuse(bool(req.logprobs) or bool(req.top_logprobs), "logprobs",
-            "logprobs are not supported.")
+    _refuse(bool(req.top_logprobs) and not req.logprobs, "top_logprobs",
+            "top_logprobs needs logprobs: true.")
+    params = options_sampling(req.options, ticket.model.max_tokens)
+    top = (req.top_logprobs or 0) if req.logprobs else None
+    return msgspec.structs.replace(params, logprobs=top)
 
 
 def _message(m: OllamaMessage, index: int) -> Message:
@@ -169,6 +177,8 @@ class _Progress:
     reader: Reader | None
     """What reads tool calls out of the text; None without tools."""
     text: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    """Of the tokens whose text no line carried yet (of all of them, for a whole answer)."""
     sent: bool = False
     first: float | None = None
     """When the first text (or the end) came: the prompt was read by then."""
@@ -178,6 +188,19 @@ class _Progress:
         if self.reader is None:
             return text, []
         return read_all(self.reader, text) if end else self.reader.feed(text)
+
+    def add(self, event: Delta | Done) -> None:
+        self.text.append(event.text)
+        self.logprobs.extend(event.logprobs or [])
+
+    def restart(self) -> None:
+        """Forget what a lost attempt made."""
+        self.text.clear()
+        self.logprobs.clear()
+
+    def take(self) -> list[TokenLogprob]:
+        items, self.logprobs = self.logprobs, []
+        return items
 
 
 @dataclass
@@ -200,10 +223,10 @@ class OllamaGeneration:
         async for _, job_event in self.runner.run([self.job], self.model, self.timeline):
             event = _text_only(job_event)
             if isinstance(event, Restart):
-                progress.text.clear()  # nothing reached the client: retry transparently
+                progress.restart()  # nothing reached the client: retry transparently
                 continue
             progress.first = progress.first or time.monotonic()
-            progress.text.append(event.text)
+            progress.add(event)
             if isinstance(event, Done):
                 content, calls = progress.read("".join(progress.text), end=True)
                 return self._final(event, content, progress, calls)
@@ -240,18 +263,23 @@ class OllamaGeneration:
                 raise JobLost("The worker generating this response was lost after part of it "
                               "was sent; the response is incomplete. Retry the request.")
             progress.reader = self._reader()  # what it held back goes with the lost attempt
+            progress.restart()
             return []
         progress.first = progress.first or time.monotonic()
+        progress.logprobs.extend(event.logprobs or [])
         content, calls = progress.read(event.text, end=isinstance(event, Done))
         out = []
         if content or calls:
             progress.sent = True
-            out.append(_line(self._piece(content, calls)))
+            out.append(_line(self._piece(content, calls, progress.take())))
         if isinstance(event, Done):
             out.append(_line(self._final(event, "", progress)))
         return out
 
-    def _piece(self, text: str, calls: list[CallDelta] | None = None) -> dict[str, Any]:
+    def _piece(self, text: str, calls: list[CallDelta] | None = None,
+               logprobs: list[TokenLogprob] | None = None) -> dict[str, Any]:
+        """A line of the answer; `logprobs` are those of the tokens of its text (Ollama
+        leaves the field out when there are none)."""
         body: dict[str, Any] = {"model": self.name, "created_at": created_at()}
         if self.chat:
             body["message"] = {"role": "assistant", "content": text}
@@ -260,13 +288,15 @@ class OllamaGeneration:
         else:
             body["response"] = text
         body["done"] = False
+        if logprobs:
+            body["logprobs"] = ollama_logprobs(logprobs)
         return body
 
     def _final(self, done: Done, text: str, progress: _Progress,
                calls: list[CallDelta] | None = None) -> dict[str, Any]:
         now = time.monotonic()
         first = progress.first or now
-        body = self._piece(text, calls)
+        body = self._piece(text, calls, progress.take())
         body.update(done=True, done_reason=done.finish_reason,
                     total_duration=_ns(now - self.started), load_duration=0,
                     prompt_eval_count=done.prompt_tokens,

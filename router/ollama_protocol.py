@@ -16,7 +16,16 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
-from raylane.router.protocol import Int64, Penalty, Strict, Temperature, Tool, ToolName, TopP
+from raylane.router.protocol import (
+    Int64,
+    Penalty,
+    Strict,
+    Temperature,
+    Tool,
+    ToolName,
+    TopLogprobs,
+    TopP,
+)
 
 NumPredict = Annotated[int, Meta(ge=-2, le=2**63 - 1)]
 """Most tokens to generate; -1 (no limit) and -2 (fill the context) both mean the
@@ -103,9 +112,9 @@ class Generative(Strict, kw_only=True):
     think: bool | str | None = None
     """Only false is accepted."""
     logprobs: bool | None = None
-    """Only false is accepted."""
-    top_logprobs: int | None = None
-    """Only 0 is accepted."""
+    """Return the log probability of each generated token (`logprobs` in the answer)."""
+    top_logprobs: TopLogprobs | None = None
+    """Alternatives reported per token, 0 to 20; needs `logprobs: true`."""
 
 
 class OllamaChatRequest(Generative, kw_only=True):

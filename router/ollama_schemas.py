@@ -39,6 +39,24 @@ class OllamaAssistantMessage(Closed, kw_only=True):
     streamed line of its own."""
 
 
+class OllamaTokenLogprob(Closed, kw_only=True):
+    token: str
+    """The token's bytes decoded, with `\\xNN` escapes for bytes that are no whole
+    character."""
+    logprob: float
+    bytes: list[int]
+
+
+class OllamaLogprob(Closed, kw_only=True):
+    """A generated token's log probability, with the likeliest tokens at its place when
+    `top_logprobs` asked for some."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
+    top_logprobs: list[OllamaTokenLogprob] | UnsetType = UNSET
+
+
 class OllamaChatResponse(Closed, kw_only=True):
     """A whole chat answer, or (streamed) one line: text with `done` false, then the last
     line with `done` true, the counts and the durations (nanoseconds)."""
@@ -54,6 +72,9 @@ class OllamaChatResponse(Closed, kw_only=True):
     prompt_eval_duration: int | UnsetType = UNSET
     eval_count: int | UnsetType = UNSET
     eval_duration: int | UnsetType = UNSET
+    logprobs: list[OllamaLogprob] | UnsetType = UNSET
+    """With `logprobs: true`: those of the tokens of this line's text (of the whole answer
+    when not streamed)."""
 
 
 class OllamaGenerateResponse(Closed, kw_only=True):
@@ -70,6 +91,9 @@ class OllamaGenerateResponse(Closed, kw_only=True):
     prompt_eval_duration: int | UnsetType = UNSET
     eval_count: int | UnsetType = UNSET
     eval_duration: int | UnsetType = UNSET
+    logprobs: list[OllamaLogprob] | UnsetType = UNSET
+    """With `logprobs: true`: those of the tokens of this line's text (of the whole answer
+    when not streamed)."""
 
 
 class OllamaEmbedResponse(Closed, kw_only=True):

@@ -65,6 +65,28 @@ def test_generate_streamed_and_whole_and_raw(client: ollama.Client, model: str) 
     assert raw.prompt_eval_count == 3 and raw.eval_count == 5 and raw.done_reason == "length"
 
 
+def test_logprobs_are_the_same_streamed_or_not(client: ollama.Client, model: str) -> None:
+    whole = client.chat(model=model, messages=QUESTION, options=GREEDY, logprobs=True,
+                        top_logprobs=3)
+    assert whole.logprobs and "".join(t.token for t in whole.logprobs) == whole.message.content
+    for token in whole.logprobs:
+        assert token.top_logprobs and len(token.top_logprobs) == 3 and token.logprob <= 0
+        assert token.top_logprobs[0].token == token.token  # greedy
+    parts = list(client.chat(model=model, messages=QUESTION, options=GREEDY, logprobs=True,
+                             top_logprobs=3, stream=True))
+    for part in parts:  # each line carries the tokens of its own text
+        assert "".join(t.token for t in part.logprobs or []) == part.message.content
+    streamed = [t for p in parts for t in p.logprobs or []]
+    assert [t.token for t in streamed] == [t.token for t in whole.logprobs]
+    assert [t.logprob for t in streamed] == pytest.approx([t.logprob for t in whole.logprobs],
+                                                          abs=1e-4)
+    text = client.generate(model=model, prompt="Name three colors.", options=GREEDY,
+                           logprobs=True)
+    assert text.logprobs and "".join(t.token for t in text.logprobs) == text.response
+    assert all(not t.top_logprobs for t in text.logprobs)
+    assert client.chat(model=model, messages=QUESTION, options=GREEDY).logprobs is None
+
+
 def test_num_predict_bounds_the_answer_exactly(client: ollama.Client, model: str) -> None:
     story = [{"role": "user", "content": "Write a long story about the sea."}]
     reply = client.chat(model=model, messages=story, options={"num_predict": 7})
@@ -101,7 +123,7 @@ def test_keep_alive_and_engine_options_are_accepted(client: ollama.Client) -> No
 
 def test_unsupported_options_are_refused_by_name(client: ollama.Client) -> None:
     for kwargs, field in (({"options": {"top_k": 40}}, "top_k"), ({"think": True}, "think"),
-                          ({"format": "json"}, "format"),
+                          ({"format": "json"}, "format"), ({"top_logprobs": 2}, "top_logprobs"),
                           ({"options": {"mirostat": 2}}, "mirostat")):
         with pytest.raises(ollama.ResponseError) as error:
             client.chat(model=MODEL, messages=QUESTION, **kwargs)

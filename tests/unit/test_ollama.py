@@ -14,7 +14,16 @@ import pytest
 
 from raylane.cluster.config import Config, ModelConfig, PoolConfig, QueueConfig
 from raylane.cluster.errors import InvalidRequest
-from raylane.cluster.messages import ChatPrompt, Delta, Done, Embeddings, TextPrompt, ToolCall
+from raylane.cluster.messages import (
+    ChatPrompt,
+    Delta,
+    Done,
+    Embeddings,
+    TextPrompt,
+    TokenLogprob,
+    ToolCall,
+    TopLogprob,
+)
 from raylane.router import ollama_schemas
 from raylane.router.admission import admit
 from raylane.router.errors import ollama_error_body
@@ -85,7 +94,8 @@ def test_options_map_to_sampling_parameters() -> None:
      "tools[0].function.parameters"),
     ({"messages": [{"role": "user", "content": "x",
                     "tool_calls": [{"function": {"name": "f"}}]}]}, "messages[0].tool_calls"),
-    ({"logprobs": True}, "logprobs"),
+    ({"top_logprobs": 2}, "top_logprobs"),
+    ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
     ({"messages": [{"role": "user", "content": "x", "images": ["aGk="]}]},
      "messages[0].images"),
     ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
@@ -253,6 +263,59 @@ async def test_text_held_back_by_a_lost_worker_is_dropped_with_it() -> None:
     assert "error" not in out[-1]
     assert [c["function"]["name"] for c in out[0]["message"]["tool_calls"]] == ["get_weather"]
     assert all(line["message"]["content"] == "" for line in out)
+
+
+def logprob(token: str, top: int = 0) -> TokenLogprob:
+    alternatives = [TopLogprob(token.encode(), -0.1), TopLogprob(b"\xe2", -2.5)][:top]
+    return TokenLogprob(token.encode(), -0.1, alternatives)
+
+
+def test_logprobs_ask_the_engine_for_the_alternatives() -> None:
+    for fields, top in (({}, None), ({"logprobs": False}, None), ({"logprobs": True}, 0),
+                        ({"logprobs": True, "top_logprobs": 2}, 2)):
+        assert chat_job(decode(body(**fields), OllamaChatRequest), TICKET, "i"
+                        ).params.logprobs == top
+    raw = json.dumps({"model": "m", "prompt": "x", "raw": True, "logprobs": True,
+                      "top_logprobs": 3}).encode()
+    assert generate_job(decode(raw, OllamaGenerateRequest), TICKET, "i").params.logprobs == 3
+
+
+async def test_a_whole_answer_carries_the_logprobs_of_its_tokens() -> None:
+    events = [Delta(text="lost", tokens=1, logprobs=[logprob("lost", 2)]), Restart(attempt=2),
+              Delta(text="Hi", tokens=1, logprobs=[logprob("Hi", 2)]),
+              Done(finish_reason="length", prompt_tokens=5, completion_tokens=2, text="!",
+                   logprobs=[logprob("!", 2)])]
+    answer = await generation(events, logprobs=True, top_logprobs=2).collect()
+    assert [e["token"] for e in answer["logprobs"]] == ["Hi", "!"]
+    assert answer["logprobs"][0] == {
+        "token": "Hi", "logprob": -0.1, "bytes": [72, 105],
+        "top_logprobs": [{"token": "Hi", "logprob": -0.1, "bytes": [72, 105]},
+                         {"token": "\\xe2", "logprob": -2.5, "bytes": [226]}]}
+    msgspec.convert(answer, ollama_schemas.OllamaChatResponse)
+    plain = await generation([Delta(text="Hi", tokens=1), DONE]).collect()
+    assert "logprobs" not in plain
+
+
+async def test_each_line_carries_the_logprobs_of_its_text() -> None:
+    pieces = ["Let me look. <tool_", CALL.removeprefix("<tool_")[:30],
+              CALL.removeprefix("<tool_")[30:]]
+    events = [*(Delta(text=p, tokens=1, logprobs=[logprob(p)]) for p in pieces),
+              Done(finish_reason="stop", prompt_tokens=5, completion_tokens=4, text=" ",
+                   logprobs=[logprob(" ")])]
+    out = await lines(generation(events, tools=[WEATHER], logprobs=True))
+    # The call's text was held back until it was whole: its tokens go with its line; the
+    # last line carries the rest (here a space the call's reader drops).
+    assert [[e["token"] for e in line.get("logprobs", [])] for line in out] == [
+        pieces[:1], pieces[1:], [" "]]
+    assert all("top_logprobs" not in e for line in out for e in line["logprobs"])
+    for line in out:
+        msgspec.convert(line, ollama_schemas.OllamaChatResponse)
+    generated = await lines(generation([Delta(text="Hi", tokens=1, logprobs=[logprob("Hi")]),
+                                        DONE], chat=False, logprobs=True))
+    assert [line.get("logprobs", [{}])[0].get("token") for line in generated] == [
+        "Hi", None, None]
+    for line in generated:
+        msgspec.convert(line, ollama_schemas.OllamaGenerateResponse)
 
 
 def test_loading_answers_and_errors_match_their_schemas() -> None:
