@@ -14,8 +14,9 @@ from raylane.router import models
 from raylane.router.admission import admit
 from raylane.router.anthropic import MessageRun, message_id
 from raylane.router.anthropic_protocol import MessagesRequest
+from raylane.router.anthropic_requests import message_job, messages_tools
 from raylane.router.http import SSE_HEADERS, read_body
-from raylane.router.requests import decode, header_map, message_job
+from raylane.router.requests import decode, header_map
 from raylane.router.state import RouterState
 from raylane.router.timeline import with_queue_wait
 
@@ -29,8 +30,9 @@ async def create_message(request: Request) -> Response:
     user = req.metadata.user_id if req.metadata else None
     ticket = admit(state.config, req.model, req.priority, header_map(request.headers), "message",
                    user)
-    job = message_job(req, ticket, state.reply_to)
-    run = MessageRun(runner=state.runner, job=job, model=ticket.model,
+    tools = messages_tools(req)
+    job = message_job(req, ticket, state.reply_to, tools)
+    run = MessageRun(runner=state.runner, job=job, model=ticket.model, tools=tools,
                      id=message_id(ticket.response_id),
                      notes_every_s=state.config.router.queue_position_interval_s)
     if req.stream:

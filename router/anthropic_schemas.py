@@ -5,11 +5,11 @@ of `schemas.py`, never used to encode a response.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from raylane.router.schemas import Closed
 
-StopReason = Literal["end_turn", "max_tokens", "stop_sequence"]
+StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use"]
 AnthropicErrorType = Literal[
     "invalid_request_error", "not_found_error", "request_too_large", "rate_limit_error",
     "api_error", "overloaded_error", "timeout_error", "authentication_error", "permission_error",
@@ -20,9 +20,22 @@ class StreamEvent(Closed, tag_field="type", kw_only=True):
     """An event of a message stream (and an error): `type` names it."""
 
 
-class TextContent(Closed, kw_only=True):
-    type: Literal["text"]
+class TextContent(Closed, tag="text", tag_field="type", kw_only=True):
     text: str
+
+
+class ToolUseContent(Closed, tag="tool_use", tag_field="type", kw_only=True):
+    """A call of one of the request's tools; in `content_block_start`, with an empty
+    input that `input_json_delta` pieces then fill."""
+
+    id: str
+    name: str
+    input: dict[str, Any] | str
+    """The call's arguments; the model's text when it is no JSON object (an answer cut by
+    `max_tokens`)."""
+
+
+Content = TextContent | ToolUseContent
 
 
 class MessageUsage(Closed, kw_only=True):
@@ -37,7 +50,7 @@ class Message(Closed, kw_only=True):
     type: Literal["message"]
     role: Literal["assistant"]
     model: str
-    content: list[TextContent]
+    content: list[Content]
     stop_reason: StopReason | None
     stop_sequence: str | None
     usage: MessageUsage
@@ -49,21 +62,26 @@ class MessageStart(StreamEvent, tag="message_start", kw_only=True):
 
 class ContentBlockStart(StreamEvent, tag="content_block_start", kw_only=True):
     index: int
-    content_block: TextContent
+    content_block: Content
 
 
 class Ping(StreamEvent, tag="ping", kw_only=True):
     """Sent once after the first events, as Anthropic does."""
 
 
-class TextDelta(Closed, kw_only=True):
-    type: Literal["text_delta"]
+class TextDelta(Closed, tag="text_delta", tag_field="type", kw_only=True):
     text: str
+
+
+class InputJsonDelta(Closed, tag="input_json_delta", tag_field="type", kw_only=True):
+    """A piece of a call's input, as JSON text: the pieces of a block make its input."""
+
+    partial_json: str
 
 
 class ContentBlockDelta(StreamEvent, tag="content_block_delta", kw_only=True):
     index: int
-    delta: TextDelta
+    delta: TextDelta | InputJsonDelta
 
 
 class ContentBlockStop(StreamEvent, tag="content_block_stop", kw_only=True):

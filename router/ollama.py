@@ -60,7 +60,7 @@ from raylane.router.ollama_protocol import (
 from raylane.router.protocol import EmbeddingRequest, Sampling
 from raylane.router.requests import embedding_job, prompt_job, sampling
 from raylane.router.timeline import Timeline
-from raylane.router.tool_calls import CallDelta, Reader, read_all, tool_reader
+from raylane.router.tool_calls import CallDelta, Reader, read_piece, tool_reader
 from raylane.router.tools import NO_TOOLS, ToolPlan, auto_plan
 
 _json = msgspec.json.Encoder()
@@ -185,9 +185,7 @@ class _Progress:
 
     def read(self, text: str, end: bool) -> tuple[str, list[CallDelta]]:
         """The content and the whole calls in `text`, the next piece of the answer."""
-        if self.reader is None:
-            return text, []
-        return read_all(self.reader, text) if end else self.reader.feed(text)
+        return read_piece(self.reader, text, end)
 
     def add(self, event: Delta | Done) -> None:
         self.text.append(event.text)

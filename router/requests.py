@@ -23,7 +23,6 @@ from raylane.cluster.messages import (
     ToolCall,
 )
 from raylane.router.admission import Ticket
-from raylane.router.anthropic_protocol import MessagesRequest, blocks_text
 from raylane.router.errors import invalid_body
 from raylane.router.protocol import (
     INT64_MIN,
@@ -99,20 +98,6 @@ def _message(m: ChatMessage, where: str) -> Message:
              for c in m.tool_calls or []]
     return Message(role=m.role, content=m.text(), name=m.name, tool_calls=calls,
                    tool_call_id=m.tool_call_id)
-
-
-def message_job(req: MessagesRequest, ticket: Ticket, reply_to: str) -> Job:
-    """The job of an Anthropic Messages request: its system prompt first, as a message."""
-    req.unsupported()
-    options = Sampling(model=req.model, temperature=req.temperature, top_p=req.top_p,
-                       stop=list(req.stop_sequences or []))
-    params = sampling(options, req.max_tokens, ticket.model.max_tokens)
-    messages = []
-    if req.system:
-        messages.append(Message(role="system", content=blocks_text(req.system, "system")))
-    messages += [Message(role=m.role, content=blocks_text(m.content, f"messages[{i}].content"))
-                 for i, m in enumerate(req.messages)]
-    return _job(ticket, "chat", ChatPrompt(messages=messages), params, reply_to)
 
 
 def completion_jobs(req: CompletionRequest, ticket: Ticket, reply_to: str) -> list[Job]:

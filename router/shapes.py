@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 
 from raylane.cluster.messages import Delta, Done, TokenLogprob
 from raylane.router.logprobs import Offsets, chat_logprobs, completion_logprobs
-from raylane.router.tool_calls import CallDelta, read_all, tool_reader, whole_calls
+from raylane.router.tool_calls import CallDelta, read_all, read_piece, tool_reader, whole_calls
 from raylane.router.tools import NO_TOOLS, ToolPlan
 
 
@@ -81,12 +81,7 @@ class ChatChoice(_Writer):
                 "logprobs": chat_logprobs(self.logprobs), "finish_reason": _finish(finish, calls)}
 
     def chunks(self, event: Delta | Done, first: bool) -> list[dict]:
-        content, calls = event.text, list[CallDelta]()
-        if self.reader is not None:
-            content, calls = self.reader.feed(event.text)
-            if isinstance(event, Done):
-                rest, more = self.reader.close()
-                content, calls = content + rest, calls + more
+        content, calls = read_piece(self.reader, event.text, isinstance(event, Done))
         self._hold(event)
         self.started = self.started or bool(content or calls)
         delta: dict[str, Any] = {}

@@ -86,6 +86,14 @@ def read_all(reader: Reader, text: str) -> tuple[str, list[CallDelta]]:
     return content + rest, calls + more
 
 
+def read_piece(reader: Reader | None, text: str, end: bool) -> tuple[str, list[CallDelta]]:
+    """The content and the call pieces of the answer's next piece of text (`end`: its
+    last); all of it is content without a reader."""
+    if reader is None:
+        return text, []
+    return read_all(reader, text) if end else reader.feed(text)
+
+
 class NamedCall:
     """The whole text is the arguments of one call of `name`."""
 

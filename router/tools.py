@@ -41,44 +41,66 @@ class ToolPlan:
 NO_TOOLS = ToolPlan()
 
 
+@dataclass(frozen=True)
+class Fields:
+    """Where an API keeps what a plan reads, for errors that name the request's own field."""
+
+    name: str = "function.name"
+    parameters: str = "function.parameters"
+    choice_name: str = "tool_choice.function.name"
+
+
+OPENAI_FIELDS = Fields()
+
+
 def tool_plan(req: ChatCompletionRequest) -> ToolPlan:
     """The plan of a request's tools, or InvalidRequest naming what is wrong."""
-    choice = req.tool_choice
-    if not req.tools:
+    forced = req.tools and req.tool_choice not in (None, "auto", "none")
+    if forced and req.response_format is not None and not isinstance(req.response_format,
+                                                                      TextFormat):
+        raise InvalidRequest("A forced tool call is JSON already: tool_choice "
+                             f"{_choice_text(req.tool_choice)} cannot be combined with a JSON "
+                             "response_format.", param="response_format")
+    parallel = req.parallel_tool_calls is not False
+    if isinstance(req.tool_choice, NamedToolChoice):
+        return plan(req.tools or [], "named", req.tool_choice.function.name, parallel)
+    return plan(req.tools or [], req.tool_choice, None, parallel)
+
+
+def plan(tools: list[Tool], choice: str | None, named: str | None = None,
+         parallel: bool = True, fields: Fields = OPENAI_FIELDS) -> ToolPlan:
+    """The plan of `tools` under `choice` (`none`, `auto`, `required`, `named` with the
+    function `named`; None for the default), in OpenAI's terms whatever the API."""
+    if not tools:
         if choice not in (None, "none"):
             raise InvalidRequest("tool_choice needs tools: the request has none.",
                                  param="tool_choice")
         return NO_TOOLS
-    schemas = _parameters(req.tools)
+    schemas = _parameters(tools, fields)
     if choice == "none":
         return NO_TOOLS
     if choice in (None, "auto"):
-        return _auto(schemas, req.tools)
+        return _auto(schemas, tools)
     names = tuple(schemas)
-    tools = _listed(req.tools)
-    if req.response_format is not None and not isinstance(req.response_format, TextFormat):
-        raise InvalidRequest("A forced tool call is JSON already: tool_choice "
-                             f"{_choice_text(choice)} cannot be combined with a JSON "
-                             "response_format.", param="response_format")
-    if isinstance(choice, NamedToolChoice):
-        name = choice.function.name
-        if name not in schemas:
-            raise InvalidRequest(f"tool_choice names the function '{name}', which is not "
+    listed = _listed(tools)
+    if named is not None:
+        if named not in schemas:
+            raise InvalidRequest(f"tool_choice names the function '{named}', which is not "
                                  f"among the tools ({', '.join(names)}).",
-                                 param="tool_choice.function.name")
-        return ToolPlan("named", names, name, tools, json.dumps(schemas[name]))
+                                 param=fields.choice_name)
+        return ToolPlan("named", names, named, listed, json.dumps(schemas[named]))
     calls = [{"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
               "properties": {"name": {"const": n}, "arguments": s}} for n, s in schemas.items()]
     array: dict[str, Any] = {"type": "array", "minItems": 1,
                              "items": calls[0] if len(calls) == 1 else {"anyOf": calls}}
-    if req.parallel_tool_calls is False:
+    if not parallel:
         array["maxItems"] = 1
-    return ToolPlan("required", names, None, tools, json.dumps(array))
+    return ToolPlan("required", names, None, listed, json.dumps(array))
 
 
-def auto_plan(tools: list[Tool]) -> ToolPlan:
+def auto_plan(tools: list[Tool], fields: Fields = OPENAI_FIELDS) -> ToolPlan:
     """Tools the model may call or not (`auto`; what Ollama's `tools` always are)."""
-    return _auto(_parameters(tools), tools) if tools else NO_TOOLS
+    return _auto(_parameters(tools, fields), tools) if tools else NO_TOOLS
 
 
 def _auto(schemas: dict[str, dict[str, Any]], tools: list[Tool]) -> ToolPlan:
@@ -90,21 +112,21 @@ def _listed(tools: list[Tool]) -> str:
     return json.dumps([msgspec.to_builtins(t) for t in tools])
 
 
-def _parameters(tools: list[Tool]) -> dict[str, dict[str, Any]]:
+def _parameters(tools: list[Tool], fields: Fields) -> dict[str, dict[str, Any]]:
     """Each function's arguments schema by name, checked; an object schema when absent."""
     schemas: dict[str, dict[str, Any]] = {}
     for i, tool in enumerate(tools):
         function = tool.function
         if function.name in schemas:
             raise InvalidRequest(f"Two tools are named '{function.name}'.",
-                                 param=f"tools[{i}].function.name")
+                                 param=f"tools[{i}].{fields.name}")
         schema = function.parameters or {"type": "object", "properties": {}}
         try:
             jsonschema.Draft202012Validator.check_schema(schema)
         except jsonschema.SchemaError as exc:
             raise InvalidRequest(f"The parameters of '{function.name}' are not a valid JSON "
                                  f"Schema: {exc.message}",
-                                 param=f"tools[{i}].function.parameters") from None
+                                 param=f"tools[{i}].{fields.parameters}") from None
         schemas[function.name] = {"type": "object", **schema} if "type" not in schema else schema
     return schemas
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import anthropic
+import jsonschema
 import openai
 import pytest
 
@@ -105,6 +106,71 @@ def test_a_stop_sequence_ends_the_message_and_is_named(client: anthropic.Anthrop
     assert message.stop_reason == "stop_sequence"
     assert message.stop_sequence == stop
     assert _text(message) == text[: text.index(stop)]
+
+
+CITY = {"type": "object", "required": ["city"], "additionalProperties": False,
+        "properties": {"city": {"type": "string", "maxLength": 30}}}
+TOOLS = [{"name": "get_weather", "description": "The current weather in a city",
+          "input_schema": CITY},
+         {"name": "get_time", "description": "The time now", "input_schema": {"type": "object"}}]
+WEATHER_QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def test_a_named_tool_is_called_streamed_or_not(client: anthropic.Anthropic,
+                                                model: str) -> None:
+    options = dict(model=model, messages=WEATHER_QUESTION, tools=TOOLS, max_tokens=40,
+                   tool_choice={"type": "tool", "name": "get_weather"}, extra_body=GREEDY)
+    whole = client.messages.create(**options)  # type: ignore[call-overload]
+    assert whole.stop_reason == "tool_use"
+    (call,) = whole.content
+    assert call.type == "tool_use" and call.id.startswith("toolu_")
+    assert call.name == "get_weather"
+    jsonschema.validate(call.input, CITY)
+    with client.messages.stream(**options) as stream:  # type: ignore[arg-type]
+        kinds = [event.type for event in stream]
+        streamed = stream.get_final_message()
+    assert "input_json" in kinds  # the SDK's event for each piece of the input
+    assert [(b.type, b.name, b.input) for b in streamed.content] == [  # type: ignore[union-attr]
+        ("tool_use", "get_weather", call.input)]
+    assert streamed.stop_reason == "tool_use" and streamed.usage == whole.usage
+
+
+def test_any_calls_a_tool_and_its_result_carries_the_conversation_on(
+    client: anthropic.Anthropic,
+) -> None:
+    reply = client.messages.create(model=MODEL, messages=WEATHER_QUESTION,  # type: ignore[arg-type]
+                                   tools=TOOLS, tool_choice={"type": "any"}, max_tokens=60,
+                                   extra_body=GREEDY)
+    assert reply.stop_reason == "tool_use"
+    calls = [b for b in reply.content if b.type == "tool_use"]
+    assert calls and all(c.name in ("get_weather", "get_time") for c in calls)
+    for call in calls:
+        if call.name == "get_weather":
+            jsonschema.validate(call.input, CITY)
+    results = [{"type": "tool_result", "tool_use_id": c.id, "content": "Sunny, 24 degrees."}
+               for c in calls]
+    messages = [*WEATHER_QUESTION, {"role": "assistant", "content": reply.content},
+                {"role": "user", "content": results}]
+    answer = client.messages.create(model=MODEL, messages=messages,  # type: ignore[arg-type]
+                                    tools=TOOLS, tool_choice={"type": "none"}, max_tokens=30,
+                                    extra_body=GREEDY)
+    assert [b.type for b in answer.content] == ["text"] and _text(answer)
+    assert answer.stop_reason in ("end_turn", "max_tokens")
+    question = client.messages.create(model=MODEL, messages=WEATHER_QUESTION, max_tokens=1,
+                                      tools=TOOLS, tool_choice={"type": "none"})  # type: ignore[arg-type]
+    # The call and its result reached the model's prompt.
+    assert answer.usage.input_tokens > question.usage.input_tokens + 10
+
+
+def test_auto_tools_need_a_template_that_takes_them(client: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as error:
+        client.messages.create(model=MODEL, messages=WEATHER_QUESTION,  # type: ignore[arg-type]
+                               tools=TOOLS, max_tokens=20)
+    assert "chat template" in error.value.message
+    with pytest.raises(anthropic.BadRequestError) as error:
+        client.messages.create(model=MODEL, messages=WEATHER_QUESTION, max_tokens=20,
+                               tools=[{"type": "web_search_20250305", "name": "web_search"}])
+    assert "Server tools" in error.value.message
 
 
 def test_an_unknown_model_is_not_found(client: anthropic.Anthropic) -> None:
