@@ -10,6 +10,9 @@ A chat request's `tools` are offered to the model as OpenAI's `tool_choice: auto
 a whole answer carries them in `message.tool_calls`, a stream sends each call whole in
 a line of its own, as Ollama does, with the arguments as a JSON object.
 
+`format` constrains the answer as OpenAI's `response_format` does: "json" to one JSON
+object, a JSON Schema to an answer that matches it.
+
 With `logprobs: true` each line carries the log probabilities of the tokens of its
 text in `logprobs` (a whole answer, all of them), as Ollama's do; a token whose text
 is held back (a possible tool call) goes with the line that sends it.
@@ -58,7 +61,7 @@ from raylane.router.ollama_protocol import (
     OllamaToolCall,
 )
 from raylane.router.protocol import EmbeddingRequest, Sampling
-from raylane.router.requests import embedding_job, prompt_job, sampling
+from raylane.router.requests import checked_schema, embedding_job, prompt_job, sampling
 from raylane.router.timeline import Timeline
 from raylane.router.tool_calls import CallDelta, Reader, read_piece, tool_reader
 from raylane.router.tools import NO_TOOLS, ToolPlan, auto_plan
@@ -136,15 +139,20 @@ def embed_job(inputs: str | list[str], dimensions: int | None, ticket: Ticket,
 
 def _generative_sampling(req: Generative, ticket: Ticket) -> SamplingParams:
     """The sampling of a chat or generate request, with the log probabilities it asks for."""
-    _refuse(req.format not in (None, ""), "format", "Structured output (format) is not "
-            "supported.")
     _refuse(req.think not in (None, False), "think", "Thinking is not supported by the "
             "served models; send false or leave it out.")
     _refuse(bool(req.top_logprobs) and not req.logprobs, "top_logprobs",
             "top_logprobs needs logprobs: true.")
     params = options_sampling(req.options, ticket.model.max_tokens)
     top = (req.top_logprobs or 0) if req.logprobs else None
-    return msgspec.structs.replace(params, logprobs=top)
+    params = msgspec.structs.replace(params, logprobs=top)
+    if req.format == "json":
+        return msgspec.structs.replace(params, json_object=True)
+    if isinstance(req.format, dict):
+        return msgspec.structs.replace(params, json_schema=checked_schema(req.format, "format"))
+    _refuse(req.format not in (None, ""), "format",
+            'format is "json" (one JSON object) or a JSON Schema the answer must match.')
+    return params
 
 
 def _message(m: OllamaMessage, index: int) -> Message:

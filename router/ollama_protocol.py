@@ -107,7 +107,8 @@ class Generative(Strict, kw_only=True):
     stream: bool = True
     options: OllamaOptions | None = None
     format: str | dict[str, Any] | None = None
-    """Only "" (free text) is accepted: structured output is not supported."""
+    """"json": the answer is one JSON object; a JSON Schema: the answer matches it
+    (decoding is constrained, as with OpenAI's `response_format`); "" or absent: text."""
     keep_alive: KeepAlive = None
     think: bool | str | None = None
     """Only false is accepted."""

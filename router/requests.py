@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import jsonschema
 import msgspec
@@ -122,13 +122,19 @@ def _response_format(params: SamplingParams, fmt: ResponseFormat | None) -> Samp
         return msgspec.structs.replace(params, json_object=True)
     if not isinstance(fmt, JsonSchemaFormat):
         return params
-    schema = fmt.json_schema.schema or {}
+    schema = checked_schema(fmt.json_schema.schema or {}, "response_format.json_schema.schema")
+    return msgspec.structs.replace(params, json_schema=schema)
+
+
+def checked_schema(schema: dict[str, Any], param: str) -> str:
+    """A JSON Schema the answer must match, as JSON text; InvalidRequest naming `param`
+    if it is no valid schema."""
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
         raise InvalidRequest(f"The JSON schema is not valid: {exc.message}",
-                             param="response_format.json_schema.schema") from None
-    return msgspec.structs.replace(params, json_schema=json.dumps(schema))
+                             param=param) from None
+    return json.dumps(schema)
 
 
 def _choices(params: SamplingParams, n: int) -> list[SamplingParams]:

@@ -6,10 +6,12 @@ Generation tests run once per engine: llama.cpp (`smollm2-135m`) and vLLM on thi
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 
 import httpx
+import jsonschema
 import ollama
 import pytest
 
@@ -87,6 +89,26 @@ def test_logprobs_are_the_same_streamed_or_not(client: ollama.Client, model: str
     assert client.chat(model=model, messages=QUESTION, options=GREEDY).logprobs is None
 
 
+def test_format_gives_json_or_an_answer_matching_the_schema(client: ollama.Client,
+                                                             model: str) -> None:
+    city = {"type": "object", "required": ["city", "country"], "additionalProperties": False,
+            "properties": {"city": {"type": "string", "maxLength": 20},
+                           "country": {"type": "string", "maxLength": 20}}}
+    question = [{"role": "user", "content": "Name a city in France."}]
+    room = {"temperature": 0, "num_predict": 80}  # the grammar lets vLLM write whitespace
+    answer = client.chat(model=model, messages=question, format=city, options=room)
+    assert answer.done_reason == "stop"
+    jsonschema.validate(json.loads(answer.message.content), city)
+    parts = list(client.chat(model=model, messages=question, format=city, options=room,
+                             stream=True))
+    assert "".join(p.message.content for p in parts) == answer.message.content
+    generated = client.generate(model=model, prompt="Describe Paris.", format="json",
+                                options={"temperature": 0, "num_predict": 60})
+    if generated.done_reason == "stop":  # a whole object; at the limit, its beginning
+        assert isinstance(json.loads(generated.response), dict)
+    assert generated.response.lstrip().startswith("{")
+
+
 def test_num_predict_bounds_the_answer_exactly(client: ollama.Client, model: str) -> None:
     story = [{"role": "user", "content": "Write a long story about the sea."}]
     reply = client.chat(model=model, messages=story, options={"num_predict": 7})
@@ -123,7 +145,8 @@ def test_keep_alive_and_engine_options_are_accepted(client: ollama.Client) -> No
 
 def test_unsupported_options_are_refused_by_name(client: ollama.Client) -> None:
     for kwargs, field in (({"options": {"top_k": 40}}, "top_k"), ({"think": True}, "think"),
-                          ({"format": "json"}, "format"), ({"top_logprobs": 2}, "top_logprobs"),
+                          ({"format": {"type": 7}}, "format"),
+                          ({"top_logprobs": 2}, "top_logprobs"),
                           ({"options": {"mirostat": 2}}, "mirostat")):
         with pytest.raises(ollama.ResponseError) as error:
             client.chat(model=MODEL, messages=QUESTION, **kwargs)

@@ -88,7 +88,8 @@ def test_options_map_to_sampling_parameters() -> None:
     ({"options": {"temperature": 3}}, "options.temperature"),
     ({"options": {"tfs_z": 1}}, "options.tfs_z"),
     ({"think": True}, "think"),
-    ({"format": "json"}, "format"),
+    ({"format": "xml"}, "format"),
+    ({"format": {"type": 7}}, "format"),
     ({"tools": [{"type": "function"}]}, "tools[0].function"),
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 7}}}]},
      "tools[0].function.parameters"),
@@ -268,6 +269,19 @@ async def test_text_held_back_by_a_lost_worker_is_dropped_with_it() -> None:
 def logprob(token: str, top: int = 0) -> TokenLogprob:
     alternatives = [TopLogprob(token.encode(), -0.1), TopLogprob(b"\xe2", -2.5)][:top]
     return TokenLogprob(token.encode(), -0.1, alternatives)
+
+
+def test_format_constrains_the_answer_to_json_or_a_schema() -> None:
+    def params(**fields: object) -> Any:
+        return chat_job(decode(body(**fields), OllamaChatRequest), TICKET, "i").params
+
+    assert params(format="json").json_object and params(format="json").json_schema is None
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    assert json.loads(params(format=schema).json_schema) == schema
+    for text in (params(), params(format="")):
+        assert not text.json_object and text.json_schema is None
+    raw = json.dumps({"model": "m", "prompt": "x", "format": "json"}).encode()
+    assert generate_job(decode(raw, OllamaGenerateRequest), TICKET, "i").params.json_object
 
 
 def test_logprobs_ask_the_engine_for_the_alternatives() -> None:
