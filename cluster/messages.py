@@ -87,6 +87,9 @@ class SamplingParams(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     logprobs: int | None = None
     """Report each completion token's log probability and this many most likely
     alternatives (0-20); None: no log probabilities."""
+    logit_bias: dict[int, float] = {}
+    """Added to these tokens' logits before sampling (-100 to 100); the worker checks the
+    ids against its vocabulary."""
 
 
 class Job(msgspec.Struct, kw_only=True, frozen=True):

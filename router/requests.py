@@ -55,7 +55,6 @@ def sampling(req: Sampling, max_tokens: int | None, cap: int | None = None) -> S
     if cap is not None and max_tokens is not None and max_tokens > cap:
         raise InvalidRequest(f"max_tokens is {max_tokens}, more than the {cap} this model "
                              "allows per request.", param="max_tokens")
-    _unsupported(bool(req.logit_bias), "logit_bias", "logit_bias is not supported.")
     stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
     return SamplingParams(
         max_tokens=max_tokens,
@@ -66,7 +65,22 @@ def sampling(req: Sampling, max_tokens: int | None, cap: int | None = None) -> S
         seed=req.seed,
         presence_penalty=req.presence_penalty or 0.0,
         frequency_penalty=req.frequency_penalty or 0.0,
+        logit_bias=_logit_bias(req.logit_bias),
     )
+
+
+def _logit_bias(bias: dict[str, float] | None) -> dict[int, float]:
+    """OpenAI's `logit_bias` (token ids as strings) with int keys, checked."""
+    out = {}
+    for key, value in (bias or {}).items():
+        if not key.isascii() or not key.isdigit():
+            raise InvalidRequest(f"logit_bias maps token ids to biases; {key!r} is no token "
+                                 "id.", param="logit_bias")
+        if not -100 <= value <= 100:
+            raise InvalidRequest(f"logit_bias values lie in [-100, 100]; token {key} has "
+                                 f"{value:g}.", param="logit_bias")
+        out[int(key)] = float(value)
+    return out
 
 
 def chat_jobs(req: ChatCompletionRequest, ticket: Ticket, reply_to: str,

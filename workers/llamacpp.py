@@ -39,7 +39,7 @@ from raylane.cluster.messages import (
 )
 from raylane.workers.llamacpp_embed import LlamaEmbedder
 from raylane.workers.logprobs import Pending, from_logits
-from raylane.workers.prompts import completion_budget, token_ids
+from raylane.workers.prompts import check_bias, completion_budget, token_ids
 from raylane.workers.stops import StopMatcher
 from raylane.workers.templates import template_inputs
 
@@ -106,6 +106,7 @@ class LlamaCppEngine:
         future = None
         try:
             tokens = self._tokenize(llm, prompt)
+            check_bias(params, llm.n_vocab())
             budget = completion_budget(len(tokens), params.max_tokens, self.context_length,
                                        params.limit)
 
@@ -220,6 +221,7 @@ def _generate(llm: Any, run: _Run) -> None:
             temp=params.temperature, repeat_penalty=1.0,
             frequency_penalty=params.frequency_penalty,
             presence_penalty=params.presence_penalty, reset=True, grammar=run.grammar,
+            logits_processor=_biased(params.logit_bias),
         ):
             if run.cancel.is_set():
                 run.report(("end", "aborted"))
@@ -236,6 +238,23 @@ def _generate(llm: Any, run: _Run) -> None:
                 return
     except Exception as exc:
         run.report(("error", exc))
+
+
+def _biased(bias: dict[int, float]) -> Any:
+    """A logits processor adding `bias` to its tokens' logits; None without a bias."""
+    if not bias:
+        return None
+    import numpy as np
+    from llama_cpp import LogitsProcessorList
+
+    ids = np.fromiter(bias, dtype=np.intc)
+    values = np.fromiter(bias.values(), dtype=np.single)
+
+    def add(_: Any, scores: Any) -> Any:
+        scores[ids] += values
+        return scores
+
+    return LogitsProcessorList([add])
 
 
 def _logprob(llm: Any, token: int, top: int | None) -> TokenLogprob | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from raylane.cluster.errors import ContextLengthExceeded, InvalidRequest
-from raylane.cluster.messages import ChatPrompt, Prompt, TextPrompt, TokenPrompt
+from raylane.cluster.messages import ChatPrompt, Prompt, SamplingParams, TextPrompt, TokenPrompt
 
 
 def plain_text(prompt: Prompt) -> str:
@@ -20,6 +20,13 @@ def token_ids(prompt: TokenPrompt, vocab: int, param: str = "prompt") -> list[in
     if any(t < 0 or t >= vocab for t in prompt.tokens):
         raise InvalidRequest(f"Token ids must lie in [0, {vocab}).", param=param)
     return list(prompt.tokens)
+
+
+def check_bias(params: SamplingParams, vocab: int) -> None:
+    """Refuse a `logit_bias` naming a token outside the model's vocabulary."""
+    if any(t >= vocab for t in params.logit_bias):
+        raise InvalidRequest(f"logit_bias token ids must lie in [0, {vocab}).",
+                             param="logit_bias")
 
 
 def completion_budget(

@@ -13,6 +13,7 @@ for `json_object`; for a schema, the first of the words as one JSON string, `{}`
 (it does not search for an instance of an arbitrary schema). A forced tool call answers
 a call of the first tool the schema accepts, with `{}` as its arguments; with tools and
 `tool_choice: auto` it answers text, as a model that chose not to call would.
+It takes `logit_bias` without effect: its words are no tokens.
 Its log probabilities are fake and fixed: every token has -0.5, and its alternatives are
 the token itself, then the filler words at -1.5, -2.5, ...
 Its embeddings are unit vectors derived from the input's words: the same text always

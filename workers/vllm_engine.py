@@ -39,7 +39,7 @@ from raylane.cluster.messages import (
 from raylane.workers.checkpoints import hf_checkpoint
 from raylane.workers.engine import pack
 from raylane.workers.logprobs import Pending, from_vllm
-from raylane.workers.prompts import completion_budget, token_ids
+from raylane.workers.prompts import check_bias, completion_budget, token_ids
 from raylane.workers.templates import template_inputs
 
 
@@ -90,6 +90,7 @@ class VllmEngine:
         if self.embeds:
             raise InvalidRequest("This model serves embeddings only (/v1/embeddings).")
         tokens = await asyncio.to_thread(self._tokens, prompt)
+        check_bias(params, len(self._tokenizer))
         budget = completion_budget(len(tokens), params.max_tokens, self.context_length,
                                    params.limit)
         produced = 0
@@ -214,7 +215,7 @@ def _sampling(params: SamplingParams, budget: int) -> Any:
         temperature=params.temperature, top_p=params.top_p, stop=params.stop or None,
         seed=params.seed, presence_penalty=params.presence_penalty,
         frequency_penalty=params.frequency_penalty, structured_outputs=_structured(params),
-        logprobs=params.logprobs)
+        logprobs=params.logprobs, logit_bias=params.logit_bias or None)
 
 
 def _structured(params: SamplingParams) -> Any:

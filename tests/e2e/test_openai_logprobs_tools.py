@@ -1,5 +1,6 @@
-"""Log probabilities and tool calls through the official OpenAI SDK, on llama.cpp and vLLM
-serving the bundled SmolLM2-135M (whose chat template takes no tools: calls are forced)."""
+"""Log probabilities, logit bias and tool calls through the official OpenAI SDK, on
+llama.cpp and vLLM serving the bundled SmolLM2-135M (whose chat template takes no tools:
+calls are forced)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,25 @@ def test_completion_logprobs_in_the_legacy_shape(client: openai.OpenAI) -> None:
     offsets = [o for c in chunks if c.choices[0].logprobs
                for o in c.choices[0].logprobs.text_offset]
     assert offsets == logprobs.text_offset
+
+
+def test_logit_bias_steers_the_sampler(client: openai.OpenAI, model: str) -> None:
+    forced = client.chat.completions.create(model=model, messages=QUESTION, temperature=0,
+                                            max_tokens=5, logprobs=True,
+                                            logit_bias={"1000": 100})
+    tokens = [t.token for t in forced.choices[0].logprobs.content]  # type: ignore[union-attr]
+    assert len(tokens) == 5 and len(set(tokens)) == 1  # token 1000, five times
+    text = client.completions.create(model=model, prompt="The sky is", temperature=0,
+                                     max_tokens=3, logit_bias={"1000": 100})
+    assert text.choices[0].text == forced.choices[0].message.content[:len(text.choices[0].text)]
+    plain = client.chat.completions.create(model=model, messages=QUESTION, temperature=0,
+                                           max_tokens=5)
+    assert plain.choices[0].message.content != forced.choices[0].message.content
+    with pytest.raises(openai.BadRequestError) as error:
+        client.chat.completions.create(model=model, messages=QUESTION, max_tokens=5,
+                                       logit_bias={"10000000": 1})
+    assert error.value.body["param"] == "logit_bias"  # type: ignore[index]
+    assert "[0, 49152)" in error.value.message
 
 
 def test_a_named_function_is_called_streamed_or_not(client: openai.OpenAI, model: str) -> None:

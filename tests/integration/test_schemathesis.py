@@ -68,8 +68,9 @@ ADMIN_ENV = "RAYLANE_SCHEMATHESIS_ADMIN_KEY"
 ADMIN_KEY = f"admin-{uuid.uuid4().hex}"
 SECURED = Config(models=[MODEL], auth=AuthConfig(enabled=True, admin_key_env=ADMIN_ENV))
 
-# Options the router refuses with 400 (raylane does not support them yet); a body
-# without them, naming a served model, reaches the sim worker.
+# Options the router refuses with 400, or that a fuzzed body rarely gets right (token
+# ids, tool plans, log probabilities); a body without them, naming a served model,
+# reaches the sim worker.
 REFUSED = ("logit_bias", "tools", "logprobs", "top_logprobs", "echo", "best_of", "suffix",
            "tool_choice", "thinking", "top_k")
 # ... and on the Ollama API (as are `options` that switch on a sampler raylane lacks).

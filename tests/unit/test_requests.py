@@ -98,11 +98,17 @@ def test_bad_completion_prompts_are_refused(prompt: object, message: str) -> Non
         completion_jobs(req, admit(CONFIG, "m", None, {}, "text"), "inbox")
 
 
-def test_features_not_served_yet_are_refused_not_ignored() -> None:
-    req = decode(chat(logit_bias={"1": 5}), ChatCompletionRequest)
-    with pytest.raises(InvalidRequest) as error:
-        chat_jobs(req, admit(CONFIG, "m", None, {}, "chat"), "inbox")
-    assert error.value.param == "logit_bias"
+def test_logit_bias_goes_to_the_worker_by_token_id() -> None:
+    def bias(value: object) -> dict[int, float]:
+        req = decode(chat(logit_bias=value), ChatCompletionRequest)
+        return chat_jobs(req, admit(CONFIG, "m", None, {}, "chat"), "inbox")[0].params.logit_bias
+
+    assert bias({"1": 5, "42": -100}) == {1: 5.0, 42: -100.0} and bias(None) == {}
+    for wrong, needle in (({"x": 1}, "'x' is no token id"), ({"-1": 1}, "'-1' is no token"),
+                          ({"٣": 1}, "no token id"), ({"3": 101}, "[-100, 100]")):
+        with pytest.raises(InvalidRequest) as error:
+            bias(wrong)
+        assert error.value.param == "logit_bias" and needle in error.value.message
 
 
 def test_n_makes_one_job_per_answer_with_its_own_seed() -> None:
