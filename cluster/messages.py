@@ -75,6 +75,10 @@ class SamplingParams(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     """Most completion tokens when max_tokens is unset (the model's configured cap)."""
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int = 0
+    """Sample among the k likeliest tokens only; 0: all of them."""
+    min_p: float = 0.0
+    """Drop the tokens less likely than this share of the likeliest one's probability."""
     stop: list[str] = []
     seed: int | None = None
     presence_penalty: float = 0.0

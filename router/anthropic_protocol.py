@@ -1,7 +1,7 @@
 """Anthropic Messages request bodies as msgspec Structs: the exact shapes `/v1/messages` takes.
 
 Like `protocol.py`, unknown fields are errors. Fields Anthropic defines but raylane
-cannot honour (`thinking`, `top_k`, image and other non-text content blocks, server
+cannot honour (`thinking`, image and other non-text content blocks, server
 tools) are declared so that a request using them is refused with the field named
 (`unsupported`), never silently ignored. Custom tools (`tools`, `tool_choice`,
 `tool_use` and `tool_result` blocks) become OpenAI's (`messages_tools`, `messages_chat`
@@ -145,8 +145,8 @@ class MessagesRequest(Strict, kw_only=True):
     """Becomes a `system` message first in the chat prompt (the chat template renders it)."""
     temperature: Temperature | None = None
     top_p: TopP | None = None
-    top_k: int | None = None
-    """Refused unless null: raylane's samplers take OpenAI's parameters."""
+    top_k: Annotated[int, Meta(ge=0)] | None = None
+    """Sample among the k likeliest tokens."""
     stop_sequences: list[str] | None = None
     stream: bool = False
     metadata: Metadata | None = None
@@ -161,7 +161,7 @@ class MessagesRequest(Strict, kw_only=True):
 
     def unsupported(self) -> None:
         """Raise InvalidRequest naming the first field raylane cannot honour."""
-        refused = {"thinking": self.thinking is not None, "top_k": self.top_k is not None}
+        refused = {"thinking": self.thinking is not None}
         for field, used in refused.items():
             if used:
                 raise InvalidRequest(f"{field} is not supported by raylane.", param=field)

@@ -50,7 +50,7 @@ def message_job(req: MessagesRequest, ticket: Ticket, reply_to: str,
     """The job of a Messages request offering the model `tools` (`messages_tools`)."""
     req.unsupported()
     options = Sampling(model=req.model, temperature=req.temperature, top_p=req.top_p,
-                       stop=list(req.stop_sequences or []))
+                       top_k=req.top_k, stop=list(req.stop_sequences or []))
     params = sampling(options, req.max_tokens, ticket.model.max_tokens)
     prompt = ChatPrompt(messages=chat_messages(req), tools=tools.tools,
                         tools_forced=bool(tools.schema))

@@ -68,8 +68,7 @@ from raylane.router.tools import NO_TOOLS, ToolPlan, auto_plan
 
 _json = msgspec.json.Encoder()
 
-NEUTRAL_OPTIONS = {"top_k": 0, "min_p": 0.0, "typical_p": 1.0, "repeat_penalty": 1.0,
-                   "mirostat": 0}
+NEUTRAL_OPTIONS = {"typical_p": 1.0, "repeat_penalty": 1.0, "mirostat": 0}
 """Sampler options raylane accepts only at the value that switches them off."""
 
 
@@ -96,7 +95,8 @@ def options_sampling(options: OllamaOptions | None, cap: int | None) -> Sampling
     if cap is not None and max_tokens is not None and max_tokens > cap:
         raise InvalidRequest(f"options.num_predict is {max_tokens}, more than the {cap} this "
                              "model allows per request.", param="options.num_predict")
-    req = Sampling(model="", temperature=o.temperature, top_p=o.top_p, stop=o.stop,
+    req = Sampling(model="", temperature=o.temperature, top_p=o.top_p, top_k=o.top_k,
+                   min_p=o.min_p, stop=o.stop,
                    seed=o.seed, presence_penalty=o.presence_penalty,
                    frequency_penalty=o.frequency_penalty)
     return sampling(req, max_tokens, cap)

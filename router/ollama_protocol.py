@@ -5,7 +5,7 @@ sends (it drops nulls, and sends `tools: []` and `stream: false` itself). Fields
 raylane honours are typed and bounded; fields that cannot change an answer
 (`keep_alive`, engine settings such as `num_ctx` or `num_thread`) are accepted
 and have no effect; fields that would change an answer raylane cannot give
-(`think`, `format`, `images`, `top_k` other than 0, ...) are refused with a 400
+(`think`, `images`, `repeat_penalty` other than 1, ...) are refused with a 400
 naming them (in `ollama.py`); anything else is an unknown field, also a 400.
 Unlike OpenAI, Ollama streams unless the body says `"stream": false`.
 """
@@ -18,6 +18,7 @@ from msgspec import Meta
 
 from raylane.router.protocol import (
     Int64,
+    MinP,
     Penalty,
     Strict,
     Temperature,
@@ -45,10 +46,9 @@ class OllamaOptions(Strict, kw_only=True):
     stop: Annotated[list[str], Meta(max_length=4)] | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
-    top_k: int | None = None
-    """Only 0 (off) is accepted: raylane samples with OpenAI's parameters."""
-    min_p: float | None = None
-    """Only 0 (off) is accepted."""
+    top_k: Annotated[int, Meta(ge=0)] | None = None
+    """Sample among the k likeliest tokens; 0: all of them."""
+    min_p: MinP | None = None
     typical_p: float | None = None
     """Only 1 (off) is accepted."""
     repeat_penalty: float | None = None

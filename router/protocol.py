@@ -16,6 +16,9 @@ from msgspec import Meta
 Temperature = Annotated[float, Meta(ge=0.0, le=2.0)]
 TopP = Annotated[float, Meta(gt=0.0, le=1.0)]
 Penalty = Annotated[float, Meta(ge=-2.0, le=2.0)]
+TopK = Annotated[int, Meta(ge=-1)]
+"""vLLM's: -1 or 0 for all tokens."""
+MinP = Annotated[float, Meta(ge=0.0, le=1.0)]
 # Integers that travel to the workers inside a job must fit its msgpack encoding.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 Int64 = Annotated[int, Meta(ge=INT64_MIN, le=INT64_MAX)]
@@ -152,6 +155,10 @@ class Sampling(Strict, kw_only=True):
     priority: Priority | None = None
     """vLLM's extension: lower is more urgent."""
     logit_bias: dict[str, float] | None = None
+    top_k: TopK | None = None
+    """vLLM's extension: sample among the k likeliest tokens (-1 or 0: all)."""
+    min_p: MinP | None = None
+    """vLLM's extension: drop tokens below this share of the likeliest one's probability."""
 
 
 class ChatCompletionRequest(Sampling, kw_only=True):

@@ -217,7 +217,8 @@ def _generate(llm: Any, run: _Run) -> None:
         completion: list[int] = []
         vocab = llm._model.vocab
         for token in llm.generate(
-            run.tokens, top_k=0, top_p=params.top_p, min_p=0.0, typical_p=1.0,
+            run.tokens, top_k=params.top_k, top_p=params.top_p, min_p=params.min_p,
+            typical_p=1.0,
             temp=params.temperature, repeat_penalty=1.0,
             frequency_penalty=params.frequency_penalty,
             presence_penalty=params.presence_penalty, reset=True, grammar=run.grammar,

@@ -182,8 +182,9 @@ def test_an_unknown_model_is_not_found(client: anthropic.Anthropic) -> None:
 def test_a_field_raylane_cannot_honour_is_a_bad_request(client: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.BadRequestError) as error:
         client.messages.create(model=MODEL, messages=QUESTION, max_tokens=5,
-                               extra_body={"top_k": 40})
-    assert "top_k" in error.value.message
+                               extra_body={"thinking": {"type": "enabled",
+                                                        "budget_tokens": 1024}})
+    assert "thinking" in error.value.message
     with pytest.raises(anthropic.BadRequestError) as error:
         client.messages.create(model=MODEL, messages=QUESTION, max_tokens=5,
                                 extra_body={"temperature": 1.5})

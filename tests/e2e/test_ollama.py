@@ -144,7 +144,8 @@ def test_keep_alive_and_engine_options_are_accepted(client: ollama.Client) -> No
 
 
 def test_unsupported_options_are_refused_by_name(client: ollama.Client) -> None:
-    for kwargs, field in (({"options": {"top_k": 40}}, "top_k"), ({"think": True}, "think"),
+    for kwargs, field in (({"options": {"repeat_penalty": 1.1}}, "repeat_penalty"),
+                          ({"think": True}, "think"),
                           ({"format": {"type": 7}}, "format"),
                           ({"top_logprobs": 2}, "top_logprobs"),
                           ({"options": {"mirostat": 2}}, "mirostat")):

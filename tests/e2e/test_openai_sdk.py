@@ -131,6 +131,20 @@ def test_penalties_and_top_p_reach_the_engine(client: openai.OpenAI, model: str)
     assert narrow.choices[0].text == plain
 
 
+def test_vllms_top_k_and_min_p_reach_the_engine(client: openai.OpenAI, model: str) -> None:
+    """Each keeps only the likeliest token at 1, so sampling at temperature 1 is greedy."""
+    def ask(seed: int, **extra: float) -> str:
+        return client.completions.create(model=model, prompt="My favourite animal is",
+                                         max_tokens=20, temperature=1.0, seed=seed,
+                                         extra_body=extra).choices[0].text
+
+    greedy = client.completions.create(model=model, prompt="My favourite animal is",
+                                       max_tokens=20, temperature=0).choices[0].text
+    assert ask(11, top_k=1) == ask(12, top_k=1) == greedy
+    assert ask(11, min_p=1.0) == ask(12, min_p=1.0) == greedy
+    assert ask(11, top_k=-1) == ask(11) != greedy  # -1: every token, as without it
+
+
 def test_completions_take_a_string_or_a_list_of_prompts(client: openai.OpenAI, model: str) -> None:
     one = client.completions.create(model=model, prompt="The sky is", max_tokens=5,
                                     temperature=0)

@@ -60,11 +60,13 @@ def test_system_prompt_and_text_blocks_become_chat_messages() -> None:
                     messages=[{"role": "user", "content": [{"type": "text", "text": "a"},
                                                            {"type": "text", "text": "b"}]},
                               {"role": "assistant", "content": "c"}],
-                    temperature=0.5, top_p=0.9, stop_sequences=["\n\n"], metadata={"user_id": "u"}))
+                    temperature=0.5, top_p=0.9, top_k=40, stop_sequences=["\n\n"],
+                    metadata={"user_id": "u"}))
     assert isinstance(made.prompt, ChatPrompt)
     assert [(m.role, m.content) for m in made.prompt.messages] == [
         ("system", "Be brief."), ("user", "ab"), ("assistant", "c")]
     assert (made.params.max_tokens, made.params.temperature, made.params.top_p) == (8, 0.5, 0.9)
+    assert made.params.top_k == 40
     assert made.params.stop == ["\n\n"]
     # a request without X-Request-ID gets a new id, its answer `msg_<id>`
     assert len(made.request_id) == 32 and made.kind == "chat"
@@ -107,7 +109,6 @@ def test_bad_fields_are_named(fields: dict, param: str) -> None:
         ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]},
          "tools[0].type"),
         ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking"),
-        ({"top_k": 40}, "top_k"),
         ({"messages": [{"role": "user", "content": [
             {"type": "text", "text": "look"},
             {"type": "image", "source": {"type": "base64", "data": "..."}}]}]},

@@ -70,9 +70,11 @@ def test_what_the_official_client_sends_is_accepted_and_streams_by_default() -> 
 
 def test_options_map_to_sampling_parameters() -> None:
     options = {"num_predict": 7, "top_p": 0.5, "seed": 3, "stop": ["x"],
-               "presence_penalty": 1.0, "frequency_penalty": -1.0, "temperature": 0.2}
+               "presence_penalty": 1.0, "frequency_penalty": -1.0, "temperature": 0.2,
+               "top_k": 40, "min_p": 0.05}
     params = chat_job(decode(body(options=options), OllamaChatRequest), TICKET, "i").params
     assert (params.max_tokens, params.top_p, params.seed, params.stop) == (7, 0.5, 3, ["x"])
+    assert (params.top_k, params.min_p) == (40, 0.05)
     assert (params.presence_penalty, params.frequency_penalty) == (1.0, -1.0)
     unlimited = chat_job(decode(body(options={"num_predict": -1}), OllamaChatRequest),
                          TICKET, "i").params
@@ -80,7 +82,7 @@ def test_options_map_to_sampling_parameters() -> None:
 
 
 @pytest.mark.parametrize(("fields", "param"), [
-    ({"options": {"top_k": 40}}, "options.top_k"),
+    ({"options": {"top_k": -1}}, "options.top_k"),
     ({"options": {"repeat_penalty": 1.1}}, "options.repeat_penalty"),
     ({"options": {"mirostat": 2}}, "options.mirostat"),
     ({"options": {"num_predict": 0}}, "options.num_predict"),

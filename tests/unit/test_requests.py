@@ -43,6 +43,8 @@ def refusal(body: bytes, type_: type = ChatCompletionRequest) -> InvalidRequest:
         ({"messages": [{"role": "user", "content": 3}]}, "messages[0].content"),
         ({"frobnicate": True}, "frobnicate"),
         ({"priority": "high"}, "priority"),
+        ({"top_k": -2}, "top_k"),
+        ({"min_p": 1.5}, "min_p"),
     ],
 )
 def test_bad_fields_are_named(fields: dict, param: str) -> None:
@@ -68,7 +70,16 @@ def test_chat_body_becomes_one_job_with_sampling_params() -> None:
                                                                   ("user", "ab")]
     p = job.params
     assert (p.max_tokens, p.temperature, p.top_p, p.stop, p.seed) == (9, 0.2, 1.0, ["END"], 3)
+    assert (p.top_k, p.min_p) == (0, 0.0)  # all tokens, as OpenAI samples
     assert job.deadline - job.created_at == pytest.approx(20)
+
+
+def test_vllms_top_k_and_min_p_reach_the_job() -> None:
+    ticket = admit(CONFIG, "m", None, {}, "chat")
+    for top_k, expected in ((40, 40), (0, 0), (-1, 0)):
+        (job,) = chat_jobs(decode(chat(top_k=top_k, min_p=0.05), ChatCompletionRequest),
+                           ticket, "inbox")
+        assert (job.params.top_k, job.params.min_p) == (expected, 0.05)
 
 
 @pytest.mark.parametrize(
