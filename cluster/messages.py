@@ -91,6 +91,10 @@ class SamplingParams(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     logprobs: int | None = None
     """Report each completion token's log probability and this many most likely
     alternatives (0-20); None: no log probabilities."""
+    min_tokens: int = 0
+    """End of text and stop strings do not end the answer before this many tokens."""
+    ignore_eos: bool = False
+    """End of text never ends the answer: only max_tokens, the context or a stop string."""
     logit_bias: dict[int, float] = {}
     """Added to these tokens' logits before sampling (-100 to 100); the worker checks the
     ids against its vocabulary."""

@@ -159,6 +159,11 @@ class Sampling(Strict, kw_only=True):
     """vLLM's extension: sample among the k likeliest tokens (-1 or 0: all)."""
     min_p: MinP | None = None
     """vLLM's extension: drop tokens below this share of the likeliest one's probability."""
+    min_tokens: Annotated[int, Meta(ge=0)] | None = None
+    """vLLM's extension: neither end of text nor a stop string ends the answer before
+    this many tokens."""
+    ignore_eos: bool | None = None
+    """vLLM's extension: generate past the end of text, up to max_tokens (benchmarks)."""
 
 
 class ChatCompletionRequest(Sampling, kw_only=True):

@@ -56,6 +56,10 @@ def sampling(req: Sampling, max_tokens: int | None, cap: int | None = None) -> S
         raise InvalidRequest(f"max_tokens is {max_tokens}, more than the {cap} this model "
                              "allows per request.", param="max_tokens")
     stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+    most = max_tokens if max_tokens is not None else cap
+    if req.min_tokens and most is not None and req.min_tokens > most:
+        raise InvalidRequest(f"min_tokens is {req.min_tokens}, more than the {most} "
+                             "max_tokens allows.", param="min_tokens")
     return SamplingParams(
         max_tokens=max_tokens,
         limit=cap,
@@ -67,6 +71,8 @@ def sampling(req: Sampling, max_tokens: int | None, cap: int | None = None) -> S
         seed=req.seed,
         presence_penalty=req.presence_penalty or 0.0,
         frequency_penalty=req.frequency_penalty or 0.0,
+        min_tokens=req.min_tokens or 0,
+        ignore_eos=bool(req.ignore_eos),
         logit_bias=_logit_bias(req.logit_bias),
     )
 

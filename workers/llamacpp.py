@@ -20,7 +20,7 @@ import random
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,6 +55,8 @@ class _Run:
     report: Callable[[tuple[str, Any]], None]
     grammar: Any = None
     """A `LlamaGrammar` that constrains sampling (a JSON response format), or None."""
+    eog: list[int] = field(default_factory=list)
+    """The model's end-of-generation tokens, held back under `min_tokens` or `ignore_eos`."""
 
 
 class LlamaCppEngine:
@@ -69,6 +71,7 @@ class LlamaCppEngine:
         self._template: Any = None
         self._template_source: str | None = None
         self._instances: list[Any] = []
+        self._eog: list[int] = []
         self._embedder = LlamaEmbedder(weights, options)
         self._started = False
 
@@ -79,6 +82,7 @@ class LlamaCppEngine:
         self._template_source = (self.options.chat_template
                                  or self._instances[0].metadata.get("tokenizer.chat_template"))
         self._template = _chat_formatter(self._instances[0], self._template_source)
+        self._eog = _eog_tokens(self._instances[0])
         for llm in self._instances:
             self._free.put_nowait(llm)
         self._started = True
@@ -113,7 +117,8 @@ class LlamaCppEngine:
             def report(item: tuple[str, Any]) -> None:
                 loop.call_soon_threadsafe(out.put_nowait, item)
 
-            run = _Run(tokens, params, budget, cancel, report, _grammar(params, prompt))
+            run = _Run(tokens, params, budget, cancel, report, _grammar(params, prompt),
+                       self._eog)
             future = loop.run_in_executor(self._threads, _generate, llm, run)
             async for item in _relay(out, run, len(tokens), params):
                 yield item
@@ -194,7 +199,8 @@ async def _relay(
         piece, logprob = value
         if logprob is not None:
             pending.add([logprob])
-        text = stops.feed(piece)
+        # As vLLM: stop strings count only once min_tokens are out.
+        text = stops.feed(piece) if produced > params.min_tokens else piece
         if stops.stopped:
             run.cancel.set()
             yield Done(finish_reason="stop", prompt_tokens=prompt_tokens,
@@ -216,13 +222,15 @@ def _generate(llm: Any, run: _Run) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         completion: list[int] = []
         vocab = llm._model.vocab
+        held = run.eog if params.ignore_eos or params.min_tokens else []
         for token in llm.generate(
             run.tokens, top_k=params.top_k, top_p=params.top_p, min_p=params.min_p,
             typical_p=1.0,
             temp=params.temperature, repeat_penalty=1.0,
             frequency_penalty=params.frequency_penalty,
             presence_penalty=params.presence_penalty, reset=True, grammar=run.grammar,
-            logits_processor=_biased(params.logit_bias),
+            logits_processor=_processors(params.logit_bias, held, completion,
+                                         None if params.ignore_eos else params.min_tokens),
         ):
             if run.cancel.is_set():
                 run.report(("end", "aborted"))
@@ -241,21 +249,42 @@ def _generate(llm: Any, run: _Run) -> None:
         run.report(("error", exc))
 
 
-def _biased(bias: dict[int, float]) -> Any:
-    """A logits processor adding `bias` to its tokens' logits; None without a bias."""
-    if not bias:
-        return None
+def _processors(bias: dict[int, float], held: list[int], completion: list[int],
+                until: int | None) -> Any:
+    """Logits processors that add `bias` to its tokens' logits and keep the `held` tokens
+    from being sampled (while `completion` is shorter than `until`; None: always). None
+    when there is nothing to do."""
     import numpy as np
     from llama_cpp import LogitsProcessorList
 
-    ids = np.fromiter(bias, dtype=np.intc)
-    values = np.fromiter(bias.values(), dtype=np.single)
+    processors = []
+    if bias:
+        ids = np.fromiter(bias, dtype=np.intc)
+        values = np.fromiter(bias.values(), dtype=np.single)
 
-    def add(_: Any, scores: Any) -> Any:
-        scores[ids] += values
-        return scores
+        def add(_: Any, scores: Any) -> Any:
+            scores[ids] += values
+            return scores
 
-    return LogitsProcessorList([add])
+        processors.append(add)
+    if held:
+        eog = np.array(held, dtype=np.intc)
+
+        def hold(_: Any, scores: Any) -> Any:
+            if until is None or len(completion) < until:
+                scores[eog] = -np.inf
+            return scores
+
+        processors.append(hold)
+    return LogitsProcessorList(processors) if processors else None
+
+
+def _eog_tokens(llm: Any) -> list[int]:
+    """The ids that end generation (end of text, end of turn, ...)."""
+    import llama_cpp
+
+    vocab = llm._model.vocab
+    return [t for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)]
 
 
 def _logprob(llm: Any, token: int, top: int | None) -> TokenLogprob | None:

@@ -6,7 +6,8 @@ of the Engine interface, never a stand-in for testing the real engines.
 
 Its "tokens" are whitespace-separated words. It answers by cycling through the
 words of the prompt's last message, so every answer can be traced back to the
-request it belongs to. It honours max_tokens, stop strings and the context length.
+request it belongs to. It honours max_tokens, stop strings and the context length, and
+`min_tokens` and `ignore_eos` against its natural length (`default_tokens` words).
 With a JSON response format it answers one minimal JSON value as a single token: `{}`
 for `json_object`; for a schema, the first of the words as one JSON string, `{}`, `[]`,
 `0`, `null`, `true` that the schema accepts, or an invalid-request error when none does
@@ -71,7 +72,8 @@ class SimEngine:
         prompt_tokens = len(text.split())
         budget = completion_budget(prompt_tokens, params.max_tokens, self.context_length,
                                    params.limit)
-        limit = min(budget, params.max_tokens or self.options.default_tokens)
+        natural_end = budget if params.ignore_eos else self.options.default_tokens
+        limit = min(budget, params.max_tokens or max(natural_end, params.min_tokens))
         words = _answer_words(prompt)
         structured = params.json_object or params.json_schema is not None
         if structured:
@@ -90,7 +92,7 @@ class SimEngine:
                 piece = word if produced == 1 else f" {word}"
                 if params.logprobs is not None:
                     pending.add([_fake_logprob(piece, params.logprobs)])
-                text = stops.feed(piece)
+                text = stops.feed(piece) if produced > params.min_tokens else piece
                 if text:
                     yield Delta(text=text, tokens=1, logprobs=pending.take())
             natural = structured or (params.max_tokens is None and limit < budget)

@@ -74,6 +74,18 @@ def test_chat_body_becomes_one_job_with_sampling_params() -> None:
     assert job.deadline - job.created_at == pytest.approx(20)
 
 
+def test_min_tokens_and_ignore_eos_reach_the_job_within_max_tokens() -> None:
+    ticket = admit(CONFIG, "m", None, {}, "chat")
+    (job,) = chat_jobs(decode(chat(min_tokens=5, ignore_eos=True, max_tokens=9),
+                              ChatCompletionRequest), ticket, "inbox")
+    assert (job.params.min_tokens, job.params.ignore_eos) == (5, True)
+    assert refusal(chat(min_tokens=-1)).param == "min_tokens"
+    with pytest.raises(InvalidRequest) as error:
+        chat_jobs(decode(chat(min_tokens=10, max_tokens=9), ChatCompletionRequest), ticket,
+                  "inbox")
+    assert error.value.param == "min_tokens" and "more than the 9" in error.value.message
+
+
 def test_vllms_top_k_and_min_p_reach_the_job() -> None:
     ticket = admit(CONFIG, "m", None, {}, "chat")
     for top_k, expected in ((40, 40), (0, 0), (-1, 0)):

@@ -39,6 +39,17 @@ async def test_natural_end_after_default_tokens() -> None:
     assert (text, done.finish_reason, done.prompt_tokens) == ("x y x", "stop", 2)
 
 
+async def test_min_tokens_and_ignore_eos_outlast_the_natural_end() -> None:
+    engine = SimEngine(SimOptions(tokens_per_s=1000, default_tokens=3, n_ctx=12))
+    text, done = await run(engine, TextPrompt("x y"), min_tokens=5)
+    assert (text, done.finish_reason) == ("x y x y x", "stop")
+    _, done = await run(engine, TextPrompt("x y"), ignore_eos=True)
+    assert (done.completion_tokens, done.finish_reason) == (10, "length")  # the context
+    # A stop string counts only once min_tokens are out.
+    text, done = await run(engine, TextPrompt("x y"), min_tokens=2, max_tokens=8, stop=["y"])
+    assert (text, done.stop) == ("x y x ", "y")
+
+
 async def test_stop_string_ends_generation() -> None:
     text, done = await run(SimEngine(SimOptions(tokens_per_s=1000)), chat("one two three"),
                            max_tokens=10, stop=[" thr"])
