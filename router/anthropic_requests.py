@@ -90,11 +90,11 @@ def _tool(raw: dict[str, Any], index: int) -> Tool:
 
 
 def chat_messages(req: MessagesRequest) -> list[Message]:
+    """The request's system prompt and turns as chat messages."""
     messages = []
     if req.system:
         messages.append(Message(role="system", content=blocks_text(req.system, "system")))
-    names: dict[str, str] = {}
-    """Function names by call id, for the results that answer them."""
+    names: dict[str, str] = {}  # function names by call id, for the results that answer them
     for i, m in enumerate(req.messages):
         messages += _turn(m, f"messages[{i}]", names)
     return messages
