@@ -150,18 +150,18 @@ def test_min_tokens_and_ignore_eos_outlast_the_end_of_text(client: openai.OpenAI
     def ask(**extra: object) -> openai.types.chat.ChatCompletion:
         return client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": "Say hi."}], temperature=0,
-            max_tokens=80, extra_body=extra)
+            max_tokens=40, extra_body=extra)
 
     short = ask()
     assert short.choices[0].finish_reason == "stop" and short.usage
     ended = short.usage.completion_tokens
-    assert ended < 60
+    assert ended <= 30
     longer = ask(min_tokens=ended + 10)
     assert longer.usage and longer.usage.completion_tokens >= ended + 10
     assert longer.choices[0].message.content.startswith(short.choices[0].message.content)
     endless = ask(ignore_eos=True)
     assert endless.choices[0].finish_reason == "length"
-    assert endless.usage and endless.usage.completion_tokens == 80
+    assert endless.usage and endless.usage.completion_tokens == 40
 
 
 def test_completions_take_a_string_or_a_list_of_prompts(client: openai.OpenAI, model: str) -> None:
