@@ -15,6 +15,9 @@ variable, or a key of a locust.conf file):
                      repeated weighs more; "" sends none (LOCUST_PRIORITIES, default "")
   --prompt-words     prompt length in words, N or MIN-MAX (LOCUST_PROMPT_WORDS, 8-64)
   --output-tokens    max_tokens, N or MIN-MAX (LOCUST_OUTPUT_TOKENS, 16-64)
+  --ignore-eos       chat and completions carry vLLM's `ignore_eos`: a real model's
+                     answers then run to the drawn max_tokens, as with the sim engine
+                     (LOCUST_IGNORE_EOS, default off)
   --api-keys         comma-separated keys, given to users in turn (LOCUST_API_KEYS)
   --expected-status  HTTP statuses that are an expected answer, not a failure, e.g. "429"
                      under deliberate overload (LOCUST_EXPECTED_STATUS, default none)
@@ -71,6 +74,8 @@ def _options(parser: Any) -> None:
         help="prompt length in words: N or MIN-MAX")
     add("--output-tokens", default="16-64", env_var="LOCUST_OUTPUT_TOKENS",
         help="max_tokens: N or MIN-MAX")
+    add("--ignore-eos", action="store_true", default=False, env_var="LOCUST_IGNORE_EOS",
+        help="answers run to max_tokens (vLLM's ignore_eos)")
     add("--api-keys", default="none", env_var="LOCUST_API_KEYS", is_secret=True,
         help="comma-separated API keys, one per user in turn")
     add("--expected-status", default="", env_var="LOCUST_EXPECTED_STATUS",
@@ -89,6 +94,7 @@ class Traffic:
     priorities: list[int | None]
     prompt_words: tuple[int, int]
     output_tokens: tuple[int, int]
+    ignore_eos: bool
     keys: list[str]
     expected: frozenset[int]
     timeout_s: float
@@ -99,6 +105,7 @@ class Traffic:
                    mix=_mix(options.mix), priorities=_ints(options.priorities, "--priorities")
                    or [None], prompt_words=_span(options.prompt_words, "--prompt-words"),
                    output_tokens=_span(options.output_tokens, "--output-tokens"),
+                   ignore_eos=bool(options.ignore_eos),
                    keys=[k.strip() for k in options.api_keys.split(",") if k.strip()] or ["none"],
                    expected=frozenset(_ints(options.expected_status, "--expected-status")),
                    timeout_s=options.request_timeout)
@@ -173,7 +180,9 @@ class OpenAIUser(User):
         kind = self.rng.choices(list(traffic.mix), weights=list(traffic.mix.values()))[0]
         priority = self.rng.choice(traffic.priorities)
         name = NAMES[kind] + (f" p{priority}" if len(set(traffic.priorities)) > 1 else "")
-        extra = {} if priority is None else {"priority": priority}
+        extra: dict[str, object] = {} if priority is None else {"priority": priority}
+        if traffic.ignore_eos and kind != "embedding":
+            extra["ignore_eos"] = True
         prompt = " ".join(self.rng.choices(WORDS, k=self.rng.randint(*traffic.prompt_words)))
         max_tokens = self.rng.randint(*traffic.output_tokens)
         began = time.perf_counter()

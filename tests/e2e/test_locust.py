@@ -1,7 +1,8 @@
 """The locust users against a real `raylane serve` of a `sim` model: the CI smoke.
 
 Thirty seconds of the default mix (chat, streamed chat, completions, embeddings) with
-three priorities and two API keys must end without a single failure, and the reports
+three priorities, two API keys and `ignore_eos` on the generation requests must end
+without a single failure, and the reports
 must hold the LLM statistics; a wrong key must fail the run, named by its status.
 """
 
@@ -62,7 +63,7 @@ def rows(path: Path) -> list[dict[str, str]]:
 def test_a_30_second_run_of_the_whole_mix_has_no_failure(url: str, tmp_path: Path) -> None:
     keys = [admin(url, "POST", "/admin/keys", {"name": name})["key"] for name in ("a", "b")]
     run = locust(url, tmp_path / "run", 30, "-u", "16", "-r", "16",
-                 "--priorities=-1,0,5", "--api-keys", ",".join(keys))
+                 "--priorities=-1,0,5", "--api-keys", ",".join(keys), "--ignore-eos")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     stats = rows(tmp_path / "run_stats.csv")
     assert all(row["Failure Count"] == "0" for row in stats), stats
