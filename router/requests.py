@@ -99,9 +99,21 @@ def chat_jobs(req: ChatCompletionRequest, ticket: Ticket, reply_to: str,
     params = _response_format(params, req.response_format)
     params = msgspec.structs.replace(params, logprobs=_top_logprobs(req),
                                      json_schema=tools.schema or params.json_schema)
+    _json_ends_the_answer(params)
     messages = [_message(m, f"messages[{i}]") for i, m in enumerate(req.messages)]
     prompt = ChatPrompt(messages=messages, tools=tools.tools, tools_forced=bool(tools.schema))
     return [_job(ticket, "chat", prompt, p, reply_to) for p in _choices(params, req.n)]
+
+
+def _json_ends_the_answer(params: SamplingParams) -> None:
+    """Refuse `ignore_eos` and `min_tokens` with a JSON answer (a response format or a
+    forced call): the answer ends where its JSON does, on llama.cpp as on vLLM."""
+    if params.json_schema is None and not params.json_object:
+        return
+    for name, asked in (("ignore_eos", params.ignore_eos), ("min_tokens", params.min_tokens)):
+        _unsupported(bool(asked), name, f"{name} cannot be combined with a JSON answer "
+                     "(response_format json_object or json_schema, or a forced tool call): "
+                     "the answer ends where its JSON does.")
 
 
 def _top_logprobs(req: ChatCompletionRequest) -> int | None:

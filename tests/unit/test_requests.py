@@ -84,6 +84,11 @@ def test_min_tokens_and_ignore_eos_reach_the_job_within_max_tokens() -> None:
         chat_jobs(decode(chat(min_tokens=10, max_tokens=9), ChatCompletionRequest), ticket,
                   "inbox")
     assert error.value.param == "min_tokens" and "more than the 9" in error.value.message
+    for fields, param in (({"ignore_eos": True}, "ignore_eos"), ({"min_tokens": 3}, "min_tokens")):
+        body = chat(response_format={"type": "json_object"}, **fields)
+        with pytest.raises(InvalidRequest) as error:
+            chat_jobs(decode(body, ChatCompletionRequest), ticket, "inbox")
+        assert error.value.param == param and "JSON" in error.value.message
 
 
 def test_vllms_top_k_and_min_p_reach_the_job() -> None:
