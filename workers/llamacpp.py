@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import json
 import random
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -38,6 +39,7 @@ from raylane.cluster.messages import (
     TokenPrompt,
 )
 from raylane.workers.llamacpp_embed import LlamaEmbedder
+from raylane.workers.llamacpp_schema import skipped
 from raylane.workers.logprobs import Pending, from_logits
 from raylane.workers.prompts import check_bias, completion_budget, token_ids
 from raylane.workers.stops import StopMatcher
@@ -309,13 +311,15 @@ def _grammar(params: SamplingParams, prompt: Prompt) -> Any:
 
     if params.json_schema is not None:
         tools = isinstance(prompt, ChatPrompt) and prompt.tools_forced
+        what = "the parameters of these tools" if tools else "this JSON schema"
+        param = "tools" if tools else "response_format.json_schema.schema"
+        if (keyword := skipped(json.loads(params.json_schema))) is not None:
+            raise InvalidRequest(f"llama.cpp cannot follow {what}: its grammar would not "
+                                 f"enforce `{keyword}`.", param=param)
         try:
             return LlamaGrammar.from_json_schema(params.json_schema, verbose=False)
         except Exception as exc:  # a schema feature the converter lacks: the request's fault
-            what = "the parameters of these tools" if tools else "this JSON schema"
-            raise InvalidRequest(
-                f"llama.cpp cannot follow {what}: {exc}",
-                param="tools" if tools else "response_format.json_schema.schema") from exc
+            raise InvalidRequest(f"llama.cpp cannot follow {what}: {exc}", param=param) from exc
     if params.json_object:
         return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
     return None

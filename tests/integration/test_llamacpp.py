@@ -262,6 +262,14 @@ async def test_json_response_formats_constrain_the_answer(engine: LlamaCppEngine
 async def test_a_schema_llamacpp_cannot_follow_is_refused(engine: LlamaCppEngine) -> None:
     with pytest.raises(InvalidRequest):
         await generate(engine, chat("hi"), json_schema='{"type": "object", "$ref": "#/nope"}')
+    # Its grammar would let the model answer 123: a keyword it skips is refused by name.
+    digit = {"type": "object", "required": ["a"], "additionalProperties": False,
+             "properties": {"a": {"type": "integer", "maximum": 9}}}
+    with pytest.raises(InvalidRequest) as error:
+        await generate(engine, chat("Give a JSON object with a number."),
+                       json_schema=json.dumps(digit))
+    assert "`properties.a.maximum`" in error.value.message
+    assert error.value.param == "response_format.json_schema.schema"
 
 
 async def collect(engine: LlamaCppEngine, prompt: Prompt, **params: object
