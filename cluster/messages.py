@@ -83,6 +83,9 @@ class SamplingParams(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     seed: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    """vLLM's: the logits of tokens seen in the prompt or the answer so far are divided by
+    it (when positive) or multiplied by it; 1: off."""
     json_object: bool = False
     """The answer must be one JSON object (`response_format` `json_object`)."""
     json_schema: str | None = None

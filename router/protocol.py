@@ -159,6 +159,9 @@ class Sampling(Strict, kw_only=True):
     """vLLM's extension: sample among the k likeliest tokens (-1 or 0: all)."""
     min_p: MinP | None = None
     """vLLM's extension: drop tokens below this share of the likeliest one's probability."""
+    repetition_penalty: Annotated[float, Meta(gt=0.0, le=100.0)] | None = None
+    """vLLM's extension: above 1, tokens already in the prompt or the answer are less
+    likely; below 1, more."""
     min_tokens: Annotated[int, Meta(ge=0)] | None = None
     """vLLM's extension: neither end of text nor a stop string ends the answer before
     this many tokens."""

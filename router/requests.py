@@ -71,6 +71,7 @@ def sampling(req: Sampling, max_tokens: int | None, cap: int | None = None) -> S
         seed=req.seed,
         presence_penalty=req.presence_penalty or 0.0,
         frequency_penalty=req.frequency_penalty or 0.0,
+        repetition_penalty=req.repetition_penalty or 1.0,
         min_tokens=req.min_tokens or 0,
         ignore_eos=bool(req.ignore_eos),
         logit_bias=_logit_bias(req.logit_bias),

@@ -231,8 +231,7 @@ def _generate(llm: Any, run: _Run) -> None:
             temp=params.temperature, repeat_penalty=1.0,
             frequency_penalty=params.frequency_penalty,
             presence_penalty=params.presence_penalty, reset=True, grammar=run.grammar,
-            logits_processor=_processors(params.logit_bias, held, completion,
-                                         None if params.ignore_eos else params.min_tokens),
+            logits_processor=_processors(params, held, run.tokens, completion),
         ):
             if run.cancel.is_set():
                 run.report(("end", "aborted"))
@@ -251,26 +250,40 @@ def _generate(llm: Any, run: _Run) -> None:
         run.report(("error", exc))
 
 
-def _processors(bias: dict[int, float], held: list[int], completion: list[int],
-                until: int | None) -> Any:
-    """Logits processors that add `bias` to its tokens' logits and keep the `held` tokens
-    from being sampled (while `completion` is shorter than `until`; None: always). None
-    when there is nothing to do."""
+def _processors(params: SamplingParams, held: list[int], prompt: list[int],
+                completion: list[int]) -> Any:
+    """The logits processors of what llama.cpp's own sampler does not do as vLLM does:
+    `logit_bias`, vLLM's `repetition_penalty` over the prompt and the answer so far, and
+    keeping the `held` tokens (end of generation) from being sampled while `min_tokens`
+    or `ignore_eos` apply. None when there is nothing to do."""
     import numpy as np
     from llama_cpp import LogitsProcessorList
 
     processors = []
-    if bias:
-        ids = np.fromiter(bias, dtype=np.intc)
-        values = np.fromiter(bias.values(), dtype=np.single)
+    if params.logit_bias:
+        ids = np.fromiter(params.logit_bias, dtype=np.intc)
+        values = np.fromiter(params.logit_bias.values(), dtype=np.single)
 
         def add(_: Any, scores: Any) -> Any:
             scores[ids] += values
             return scores
 
         processors.append(add)
+    if params.repetition_penalty != 1.0:
+        penalty = np.single(params.repetition_penalty)
+        seen = set(prompt)
+
+        def repeat(_: Any, scores: Any) -> Any:
+            seen.update(completion[-1:])
+            ids = np.fromiter(seen, dtype=np.intc)
+            logits = scores[ids]
+            scores[ids] = np.where(logits > 0, logits / penalty, logits * penalty)
+            return scores
+
+        processors.append(repeat)
     if held:
         eog = np.array(held, dtype=np.intc)
+        until = None if params.ignore_eos else params.min_tokens
 
         def hold(_: Any, scores: Any) -> Any:
             if until is None or len(completion) < until:

@@ -214,6 +214,7 @@ def _sampling(params: SamplingParams, budget: int) -> Any:
         n=1, output_kind=RequestOutputKind.DELTA, max_tokens=budget,
         temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
         min_p=params.min_p, min_tokens=params.min_tokens, ignore_eos=params.ignore_eos,
+        repetition_penalty=params.repetition_penalty,
         stop=params.stop or None,
         seed=params.seed, presence_penalty=params.presence_penalty,
         frequency_penalty=params.frequency_penalty, structured_outputs=_structured(params),

@@ -145,6 +145,24 @@ def test_vllms_top_k_and_min_p_reach_the_engine(client: openai.OpenAI, model: st
     assert ask(11, top_k=-1) == ask(11) != greedy  # -1: every token, as without it
 
 
+APPLES = "I like apples. I like apples. I like"
+
+
+def test_vllms_repetition_penalty_counts_the_prompt_and_the_answer(client: openai.OpenAI,
+                                                                    model: str) -> None:
+    def tokens(**extra: float) -> list[str]:
+        reply = client.completions.create(model=model, prompt=APPLES, max_tokens=48,
+                                          temperature=0, logprobs=0, extra_body=extra)
+        return reply.choices[0].logprobs.tokens  # type: ignore[union-attr,return-value]
+
+    plain = tokens()
+    assert plain[0] == " apples" and len(set(plain)) < 16  # it loops
+    penalised = tokens(repetition_penalty=100)
+    # Nothing from the prompt comes back, and no token comes twice.
+    assert "".join(penalised).startswith(" apple pie")
+    assert len(set(penalised)) == len(penalised) == 48
+
+
 def test_min_tokens_and_ignore_eos_outlast_the_end_of_text(client: openai.OpenAI,
                                                            model: str) -> None:
     def ask(**extra: object) -> openai.types.chat.ChatCompletion:

@@ -45,6 +45,8 @@ def refusal(body: bytes, type_: type = ChatCompletionRequest) -> InvalidRequest:
         ({"priority": "high"}, "priority"),
         ({"top_k": -2}, "top_k"),
         ({"min_p": 1.5}, "min_p"),
+        ({"repetition_penalty": 0}, "repetition_penalty"),
+        ({"repetition_penalty": 101}, "repetition_penalty"),
     ],
 )
 def test_bad_fields_are_named(fields: dict, param: str) -> None:
@@ -70,7 +72,10 @@ def test_chat_body_becomes_one_job_with_sampling_params() -> None:
                                                                   ("user", "ab")]
     p = job.params
     assert (p.max_tokens, p.temperature, p.top_p, p.stop, p.seed) == (9, 0.2, 1.0, ["END"], 3)
-    assert (p.top_k, p.min_p) == (0, 0.0)  # all tokens, as OpenAI samples
+    assert (p.top_k, p.min_p, p.repetition_penalty) == (0, 0.0, 1.0)  # OpenAI's sampling
+    (penalised,) = chat_jobs(decode(chat(repetition_penalty=1.3), ChatCompletionRequest),
+                             ticket, "inbox")
+    assert penalised.params.repetition_penalty == 1.3
     assert job.deadline - job.created_at == pytest.approx(20)
 
 
