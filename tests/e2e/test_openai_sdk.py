@@ -145,6 +145,18 @@ def test_vllms_top_k_and_min_p_reach_the_engine(client: openai.OpenAI, model: st
     assert ask(11, top_k=-1) == ask(11) != greedy  # -1: every token, as without it
 
 
+def test_the_frequency_penalty_counts_the_whole_answer(client: openai.OpenAI,
+                                                      model: str) -> None:
+    """Token 1000, pushed by 70, loses 1 per time it was sampled: after about 70 of them
+    it stops, on llama.cpp as on vLLM (a penalty over the last 64 tokens only would never
+    reach 70, and every token would be it)."""
+    reply = client.completions.create(model=model, prompt="The sky is", max_tokens=80,
+                                      temperature=0, logprobs=0, logit_bias={"1000": 70},
+                                      frequency_penalty=1.0)
+    tokens = reply.choices[0].logprobs.tokens  # type: ignore[union-attr]
+    assert 66 <= tokens.count("()") <= 72 and tokens[:60] == ["()"] * 60
+
+
 APPLES = "I like apples. I like apples. I like"
 
 
