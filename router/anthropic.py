@@ -25,7 +25,6 @@ the first one begins the stream, and `message_start` follows it at once.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -38,7 +37,14 @@ from raylane.cluster.messages import Delta, Done, Job
 from raylane.router.errors import anthropic_error_body
 from raylane.router.jobs import JobEvent, JobRunner, Restart
 from raylane.router.timeline import Timeline
-from raylane.router.tool_calls import CallDelta, Reader, read_piece, tool_reader, whole_calls
+from raylane.router.tool_calls import (
+    CallDelta,
+    Reader,
+    parsed_arguments,
+    read_piece,
+    tool_reader,
+    whole_calls,
+)
 from raylane.router.tools import NO_TOOLS, ToolPlan
 from raylane.router.waiting import Note, queue_notes
 
@@ -70,13 +76,8 @@ def tool_use_id(call_id: str) -> str:
 def tool_use(call: dict[str, Any]) -> dict[str, Any]:
     """A `tool_use` block of a whole call (`whole_calls`): its input an object, or the
     text the model wrote when that is not one."""
-    arguments = call["function"]["arguments"] or "{}"
-    try:
-        value: Any = json.loads(arguments)
-    except ValueError:
-        value = arguments
     return {"type": "tool_use", "id": tool_use_id(call["id"]), "name": call["function"]["name"],
-            "input": value}
+            "input": parsed_arguments(call["function"]["arguments"])}
 
 
 @dataclass

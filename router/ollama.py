@@ -63,7 +63,13 @@ from raylane.router.ollama_protocol import (
 from raylane.router.protocol import EmbeddingRequest, Sampling
 from raylane.router.requests import checked_schema, embedding_job, prompt_job, sampling
 from raylane.router.timeline import Timeline
-from raylane.router.tool_calls import CallDelta, Reader, read_piece, tool_reader
+from raylane.router.tool_calls import (
+    CallDelta,
+    Reader,
+    parsed_arguments,
+    read_piece,
+    tool_reader,
+)
 from raylane.router.tools import NO_TOOLS, ToolPlan, auto_plan
 
 _json = msgspec.json.Encoder()
@@ -325,12 +331,8 @@ def loaded(name: str, chat: bool) -> dict[str, Any]:
 def _tool_call(call: CallDelta) -> dict[str, Any]:
     """A whole call as Ollama sends it: the arguments as an object (as the model wrote
     them when they are not one)."""
-    try:
-        arguments: Any = json.loads(call.arguments or "{}")
-    except ValueError:
-        arguments = call.arguments
     return {"id": call.id, "function": {"index": call.index, "name": call.name,
-                                        "arguments": arguments}}
+                                        "arguments": parsed_arguments(call.arguments)}}
 
 
 def _text_only(event: JobEvent) -> Delta | Done | Restart:

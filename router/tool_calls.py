@@ -86,6 +86,15 @@ def read_all(reader: Reader, text: str) -> tuple[str, list[CallDelta]]:
     return content + rest, calls + more
 
 
+def parsed_arguments(text: str) -> Any:
+    """A call's arguments as an object (no text: none), or the text the model wrote when
+    it is not JSON (an answer cut short), for the APIs that send them as an object."""
+    try:
+        return json.loads(text or "{}")
+    except ValueError:
+        return text
+
+
 def read_piece(reader: Reader | None, text: str, end: bool) -> tuple[str, list[CallDelta]]:
     """The content and the call pieces of the answer's next piece of text (`end`: its
     last); all of it is content without a reader."""
