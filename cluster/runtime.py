@@ -21,7 +21,7 @@ from raylane.cluster.app import APP_NAME, build_application
 from raylane.cluster.config import Config, pool_name
 from raylane.cluster.keys import Keys
 from raylane.cluster.placement import check_cluster
-from raylane.cluster.redis_server import RedisServer, free_port
+from raylane.cluster.redis_server import RedisServer, free_ports
 from raylane.cluster.weights import resolve_weights
 
 log = logging.getLogger("raylane")
@@ -43,6 +43,14 @@ ingress): through Serve's proxy, 2-3 ms less per request and about a fifth more 
 per router replica (docs/benchmarks.md). Read by each Ray process when it starts."""
 
 
+HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
+                 "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
+"""Ports that are fixed unless set: HAProxy's stats and Prometheus ports (8404, 9101) and
+those of Serve's own proxy (8500, 9500), which HAProxy falls back to while no router
+replica is up. Free ones let two raylanes run on one host without one's HAProxy failing
+to start or falling back to the other's routers."""
+
+
 def serve_env() -> dict[str, str]:
     """Settings for a Ray that `raylane serve` starts itself, less those the caller's
     environment sets: Serve's throughput settings, and what Serve's HAProxy ingress needs
@@ -55,14 +63,8 @@ def serve_env() -> dict[str, str]:
             # of rotation (Serve's default is 30 s, sized for load balancers on other hosts);
             # its requests in flight finish either way. The HAProxy here is on this host.
             "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
-            # Ports that are fixed unless set: HAProxy's stats and Prometheus ports (8404,
-            # 9101) and those of Serve's own proxy (8500, 9500), which HAProxy falls back to
-            # while no router replica is up. Free ones let two raylanes run on one host
-            # without one's HAProxy failing to start or falling back to the other's routers.
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
-            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
+            # The fixed ports, free ones instead.
+            **dict(zip(HAPROXY_PORTS, map(str, free_ports(len(HAPROXY_PORTS))), strict=True)),
         })
     return {name: value for name, value in env.items() if name not in os.environ}
 
