@@ -67,6 +67,29 @@ class EmbedInputs(msgspec.Struct, tag="embed", frozen=True):
     served)."""
 
 
+class TokenizeInputs(msgspec.Struct, tag="tokenize", frozen=True, omit_defaults=True):
+    """A prompt to turn into the token ids a generation of it would begin from."""
+
+    prompt: ChatPrompt | TextPrompt
+    add_special_tokens: bool = True
+    """A text prompt: with the tokens the tokenizer adds (a BOS). A chat prompt's template
+    writes its own."""
+    add_generation_prompt: bool = True
+    """A chat prompt: with the opening of the assistant's turn, as generation renders it."""
+    token_strs: bool = False
+    """Also answer each token's text as the vocabulary spells it."""
+
+
+class DetokenizeInputs(msgspec.Struct, tag="detokenize", frozen=True):
+    """Token ids to turn back into text."""
+
+    tokens: list[int]
+
+
+Work = Prompt | EmbedInputs | TokenizeInputs | DetokenizeInputs
+"""What a job asks of a worker."""
+
+
 class SamplingParams(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     """What the OpenAI API lets a caller set about generation."""
 
@@ -108,9 +131,10 @@ class Job(msgspec.Struct, kw_only=True, frozen=True):
 
     id: str
     model: str
-    kind: Literal["chat", "completion", "embedding"]
-    prompt: Prompt | EmbedInputs
-    """What to complete, or (kind `embedding`) what to embed."""
+    kind: Literal["chat", "completion", "embedding", "tokenize"]
+    prompt: Work
+    """What to complete, or (kind `embedding`) what to embed, or (kind `tokenize`) what to
+    tokenize or detokenize."""
     params: SamplingParams = SamplingParams()
     priority: int = 0
     created_at: float = 0.0
@@ -196,6 +220,21 @@ class Embeddings(msgspec.Struct, kw_only=True, frozen=True):
         return len(self.vectors) // (4 * self.dim) if self.dim else 0
 
 
+class Tokens(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """The answer to a tokenize job: token ids, or (detokenize) their text."""
+
+    tokens: list[int] = []
+    strs: list[str] | None = None
+    """With `TokenizeInputs.token_strs`: each token's text as the vocabulary spells it."""
+    text: str = ""
+    context_length: int = 0
+    """Tokens of context one generation of the model may use."""
+
+
+Answer = Done | Embeddings | Tokens
+"""A job's last event: the whole answer (`isinstance(event, Answer)`)."""
+
+
 class Failure(msgspec.Struct, kw_only=True, frozen=True):
     """An error a worker reports; `kind` maps to an HTTP status in the router."""
 
@@ -210,4 +249,5 @@ event_encoder = msgspec.json.Encoder()
 delta_decoder = msgspec.json.Decoder(Delta)
 done_decoder = msgspec.json.Decoder(Done)
 embeddings_decoder = msgspec.json.Decoder(Embeddings)
+tokens_decoder = msgspec.json.Decoder(Tokens)
 failure_decoder = msgspec.json.Decoder(Failure)

@@ -32,10 +32,10 @@ from typing import Any, Literal
 import msgspec
 
 from raylane.cluster.config import ModelConfig
-from raylane.cluster.errors import EngineError, JobLost, RaylaneError
-from raylane.cluster.messages import Delta, Done, Job
+from raylane.cluster.errors import JobLost, RaylaneError
+from raylane.cluster.messages import Done, Job
 from raylane.router.errors import anthropic_error_body
-from raylane.router.jobs import JobEvent, JobRunner, Restart
+from raylane.router.jobs import JobEvent, JobRunner, Restart, text_only
 from raylane.router.timeline import Timeline
 from raylane.router.tool_calls import (
     CallDelta,
@@ -112,7 +112,7 @@ class MessageRun:
         text: list[str] = []
         done: Done | None = None
         async for _, job_event in self.runner.run([self.job], self.model, self.timeline):
-            event = _text_only(job_event)
+            event = text_only(job_event)
             if isinstance(event, Restart):
                 text.clear()  # nothing reached the client: retry transparently
                 continue
@@ -162,7 +162,7 @@ class MessageRun:
         yield b"".join(self._closing())
 
     def _events(self, job_event: JobEvent) -> list[bytes]:
-        event = _text_only(job_event)
+        event = text_only(job_event)
         sent = self.sent
         if isinstance(event, Restart):
             if sent.started:
@@ -240,12 +240,6 @@ class MessageRun:
         return {"id": self.id, "type": "message", "role": "assistant", "model": self.model.name,
                 "content": content, "stop_reason": reason, "stop_sequence": sequence,
                 "usage": usage}
-
-
-def _text_only(event: JobEvent) -> Delta | Done | Restart:
-    if not isinstance(event, Delta | Done | Restart):  # a worker out of step with the contract
-        raise EngineError("A worker answered a message request with embeddings.")
-    return event
 
 
 def sse(name: str, body: dict[str, Any]) -> bytes:

@@ -134,30 +134,22 @@ class Metadata(Strict, kw_only=True):
     user_id: str | None = None
 
 
-class MessagesRequest(Strict, kw_only=True):
-    """`POST /v1/messages`."""
+class Conversation(Strict, kw_only=True):
+    """What `/v1/messages` and `/v1/messages/count_tokens` share: the model, the
+    conversation and the tools the model is shown."""
 
     model: str
     messages: Annotated[list[AnthropicMessage], Meta(min_length=1)]
-    max_tokens: MaxTokens
-    """Required, as Anthropic requires it."""
     system: str | list[TextBlock] | None = None
     """Becomes a `system` message first in the chat prompt (the chat template renders it)."""
-    temperature: Temperature | None = None
-    top_p: TopP | None = None
-    top_k: Annotated[int, Meta(ge=0)] | None = None
-    """Sample among the k likeliest tokens."""
-    stop_sequences: list[str] | None = None
-    stream: bool = False
-    metadata: Metadata | None = None
-    priority: Priority | None = None
-    """raylane's extension, as on the OpenAI routes: lower is more urgent."""
     tools: list[dict[str, Any]] | None = None
     """Custom tools, each an `AnthropicTool`: read one by one (`anthropic_requests.py`), so
     that a server tool is refused as one."""
     tool_choice: ToolChoice | None = None
     """Without it, `auto` when there are tools."""
     thinking: Any | None = None
+    priority: Priority | None = None
+    """raylane's extension, as on the OpenAI routes: lower is more urgent."""
 
     def unsupported(self) -> None:
         """Raise InvalidRequest naming the first field raylane cannot honour."""
@@ -165,3 +157,22 @@ class MessagesRequest(Strict, kw_only=True):
         for field, used in refused.items():
             if used:
                 raise InvalidRequest(f"{field} is not supported by raylane.", param=field)
+
+
+class MessagesRequest(Conversation, kw_only=True):
+    """`POST /v1/messages`."""
+
+    max_tokens: MaxTokens
+    """Required, as Anthropic requires it."""
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    top_k: Annotated[int, Meta(ge=0)] | None = None
+    """Sample among the k likeliest tokens."""
+    stop_sequences: list[str] | None = None
+    stream: bool = False
+    metadata: Metadata | None = None
+
+
+class CountTokensRequest(Conversation, kw_only=True):
+    """`POST /v1/messages/count_tokens`: the input tokens a Messages request of this
+    conversation would have."""

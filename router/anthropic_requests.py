@@ -22,7 +22,14 @@ from typing import Any
 import msgspec
 
 from raylane.cluster.errors import InvalidRequest
-from raylane.cluster.messages import ChatPrompt, Job, Message, ToolCall
+from raylane.cluster.messages import (
+    ChatPrompt,
+    Job,
+    Message,
+    SamplingParams,
+    TokenizeInputs,
+    ToolCall,
+)
 from raylane.router.admission import Ticket
 from raylane.router.anthropic_protocol import (
     AnthropicMessage,
@@ -31,6 +38,8 @@ from raylane.router.anthropic_protocol import (
     ChoiceAuto,
     ChoiceNone,
     ChoiceTool,
+    Conversation,
+    CountTokensRequest,
     MessagesRequest,
     ToolResultBlock,
     ToolUseBlock,
@@ -52,13 +61,25 @@ def message_job(req: MessagesRequest, ticket: Ticket, reply_to: str,
     options = Sampling(model=req.model, temperature=req.temperature, top_p=req.top_p,
                        top_k=req.top_k, stop=list(req.stop_sequences or []))
     params = sampling(options, req.max_tokens, ticket.model.max_tokens)
-    prompt = ChatPrompt(messages=chat_messages(req), tools=tools.tools,
-                        tools_forced=bool(tools.schema))
     params = msgspec.structs.replace(params, json_schema=tools.schema or params.json_schema)
-    return prompt_job(ticket, "chat", prompt, params, reply_to)
+    return prompt_job(ticket, "chat", conversation_prompt(req, tools), params, reply_to)
 
 
-def messages_tools(req: MessagesRequest) -> ToolPlan:
+def count_job(req: CountTokensRequest, ticket: Ticket, reply_to: str) -> Job:
+    """The tokenize job counting the input tokens of a Messages request of `req`'s
+    conversation: its prompt exactly as `message_job` would render it."""
+    req.unsupported()
+    work = TokenizeInputs(conversation_prompt(req, messages_tools(req)))
+    return prompt_job(ticket, "tokenize", work, SamplingParams(), reply_to)
+
+
+def conversation_prompt(req: Conversation, tools: ToolPlan) -> ChatPrompt:
+    """The chat prompt of a conversation whose model is offered `tools`."""
+    return ChatPrompt(messages=chat_messages(req), tools=tools.tools,
+                      tools_forced=bool(tools.schema))
+
+
+def messages_tools(req: Conversation) -> ToolPlan:
     """The plan of the request's tools, or InvalidRequest naming what is wrong."""
     tools = [_tool(t, i) for i, t in enumerate(req.tools or [])]
     choice = req.tool_choice
@@ -89,7 +110,7 @@ def _tool(raw: dict[str, Any], index: int) -> Tool:
         name=t.name, description=t.description, parameters=t.input_schema))
 
 
-def chat_messages(req: MessagesRequest) -> list[Message]:
+def chat_messages(req: Conversation) -> list[Message]:
     """The request's system prompt and turns as chat messages."""
     messages = []
     if req.system:

@@ -10,15 +10,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
+from raylane.cluster.messages import Tokens
 from raylane.router import models
 from raylane.router.admission import admit
 from raylane.router.anthropic import MessageRun, message_id
-from raylane.router.anthropic_protocol import MessagesRequest
-from raylane.router.anthropic_requests import message_job, messages_tools
+from raylane.router.anthropic_protocol import CountTokensRequest, MessagesRequest
+from raylane.router.anthropic_requests import count_job, message_job, messages_tools
 from raylane.router.http import SSE_HEADERS, read_body
 from raylane.router.requests import decode, header_map
 from raylane.router.state import RouterState
-from raylane.router.timeline import with_queue_wait
+from raylane.router.timeline import Timeline, with_queue_wait
 
 anthropic_api = APIRouter()
 
@@ -39,3 +40,18 @@ async def create_message(request: Request) -> Response:
         return StreamingResponse(await run.stream(), media_type="text/event-stream",
                                  headers=SSE_HEADERS)
     return with_queue_wait(models.json_response(await run.collect()), run.timeline)
+
+
+@anthropic_api.post("/v1/messages/count_tokens")
+async def count_tokens(request: Request) -> Response:
+    """The input tokens of a Messages request: its prompt, tokenized by a worker of the
+    model as `/v1/messages` would render it."""
+    state: RouterState = request.app.state.raylane
+    req = decode(await read_body(request, state), CountTokensRequest)
+    ticket = admit(state.config, req.model, req.priority, header_map(request.headers),
+                   "tokenize")
+    job = count_job(req, ticket, state.reply_to)
+    timeline = Timeline()
+    result = await state.runner.result(job, ticket.model, Tokens, timeline)
+    return with_queue_wait(models.json_response({"input_tokens": len(result.tokens)}),
+                           timeline)

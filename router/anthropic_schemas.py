@@ -43,6 +43,12 @@ class MessageUsage(Closed, kw_only=True):
     output_tokens: int
 
 
+class TokenCount(Closed, kw_only=True):
+    """The answer to `/v1/messages/count_tokens`."""
+
+    input_tokens: int
+
+
 class Message(Closed, kw_only=True):
     """A whole message (`stream` false); in `message_start`, without content, stop or usage."""
 

@@ -27,10 +27,10 @@ from typing import Any
 import msgspec
 
 from raylane.cluster.config import ModelConfig
-from raylane.cluster.errors import EngineError, JobLost, RaylaneError
-from raylane.cluster.messages import Delta, Done, Embeddings, Job
+from raylane.cluster.errors import JobLost, RaylaneError
+from raylane.cluster.messages import Done, Job
 from raylane.router.errors import error_body
-from raylane.router.jobs import JobEvent, JobRunner, Restart
+from raylane.router.jobs import JobEvent, JobRunner, Restart, text_only
 from raylane.router.shapes import ChoiceWriter, Shape
 from raylane.router.timeline import Timeline
 from raylane.router.waiting import Note, queue_notes
@@ -67,7 +67,7 @@ class Generation:
         choices = self._choices()
         async for index, job_event in self.runner.run(self.jobs, self.model, self.timeline):
             choice = choices[index]
-            event = _text_only(job_event)
+            event = text_only(job_event)
             if isinstance(event, Restart):
                 # nothing reached the client: retry transparently
                 choice.writer = self.shape.choice(index)
@@ -122,7 +122,7 @@ class Generation:
 
     def _chunks(self, choices: list[_Choice], index: int, job_event: JobEvent) -> list[bytes]:
         choice = choices[index]
-        event = _text_only(job_event)
+        event = text_only(job_event)
         if isinstance(event, Restart):
             if choice.writer.started:
                 raise JobLost(
@@ -154,11 +154,6 @@ class Generation:
         return {"id": self.response_id, "object": object_name, "created": self.created,
                 "model": self.model.name, "system_fingerprint": None}
 
-
-def _text_only(event: JobEvent) -> Delta | Done | Restart:
-    if isinstance(event, Embeddings):  # a worker out of step with this router's contract
-        raise EngineError("A worker answered a completion request with embeddings.")
-    return event
 
 
 def _finish(choice: _Choice) -> str:

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TypeAlias, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -35,15 +36,18 @@ from raylane.cluster.errors import (
 )
 from raylane.cluster.limits import KeyLimiter
 from raylane.cluster.messages import (
+    Answer,
     Delta,
     Done,
     Embeddings,
     Failure,
     Job,
+    Tokens,
     delta_decoder,
     done_decoder,
     embeddings_decoder,
     failure_decoder,
+    tokens_decoder,
 )
 from raylane.cluster.metrics import Recorder
 from raylane.cluster.queue import JobQueue
@@ -63,9 +67,14 @@ class Restart:
     attempt: int
 
 
-JobEvent = Delta | Done | Embeddings | Restart
-"""What a job's events come to: text, its end (`Done`, or `Embeddings` for an embedding
-job), or a restart."""
+JobEvent: TypeAlias = Delta | Done | Embeddings | Tokens | Restart
+"""What a job's events come to: text, its end (an `Answer`: `Done`, or `Embeddings` for an
+embedding job, `Tokens` for a tokenize job), or a restart."""
+
+WholeAnswer = TypeVar("WholeAnswer", Embeddings, Tokens)
+
+DECODERS = {"embedding": embeddings_decoder, "tokenize": tokens_decoder}
+"""How the last event of a job of each kind is read; `done_decoder` for the others."""
 
 
 class JobRunner:
@@ -85,8 +94,8 @@ class JobRunner:
     async def run(
         self, jobs: Sequence[Job], model: ModelConfig, timeline: Timeline | None = None
     ) -> AsyncGenerator[tuple[int, JobEvent], None]:
-        """Enqueue `jobs` (of `model`) and yield (index, event) until each has its Done (or
-        Embeddings); with an API key, within its limits, settled however the run ends;
+        """Enqueue `jobs` (of `model`) and yield (index, event) until each has its Answer;
+        with an API key, within its limits, settled however the run ends;
         counted in the metrics however it ends. `timeline` notes when each step happened."""
         tally = RequestTally.of(self.metrics, jobs, model.name)
         events = self._keyed(jobs, model, timeline or Timeline())
@@ -141,7 +150,7 @@ class JobRunner:
                        for i, (job, waiter) in enumerate(zip(jobs, waiters, strict=True))]
             async for index, event in _merge(streams):
                 _note(timeline, index, event)
-                if isinstance(event, Done | Embeddings):
+                if isinstance(event, Answer):
                     pending.discard(index)
                 yield index, event
         except BaseException as exc:
@@ -155,20 +164,31 @@ class JobRunner:
             _log_end(jobs, timeline, not pending, failure)
 
 
-    async def result(self, job: Job, model: ModelConfig,
-                     timeline: Timeline | None = None) -> Embeddings:
-        """Run one job whose answer comes whole (an embedding job) and return it."""
+    async def result(self, job: Job, model: ModelConfig, answer: type[WholeAnswer],
+                     timeline: Timeline | None = None) -> WholeAnswer:
+        """Run one job whose answer comes whole (an embedding or tokenize job) and return it."""
         async for _, event in self.run([job], model, timeline):
-            if isinstance(event, Embeddings):
+            if isinstance(event, answer):
                 return event
+            if isinstance(event, Answer):  # a worker out of step with this router's contract
+                raise EngineError(f"A worker answered a {job.kind} job with "
+                                  f"{type(event).__name__}.")
         raise JobLost("The job ended without an answer.")
+
+
+def text_only(event: JobEvent) -> Delta | Done | Restart:
+    """An event of a generation job, or EngineError for a worker out of step with this
+    router's contract that answered it as another kind."""
+    if isinstance(event, Embeddings | Tokens):
+        raise EngineError(f"A worker answered a generation job with {type(event).__name__}.")
+    return event
 
 
 def _note(timeline: Timeline, index: int, event: JobEvent) -> None:
     if isinstance(event, Restart):
         timeline.restart(index)
     else:
-        timeline.output(index, final=isinstance(event, Done | Embeddings))
+        timeline.output(index, final=isinstance(event, Answer))
 
 
 def _log_end(jobs: Sequence[Job], timeline: Timeline, answered: bool,
@@ -206,8 +226,7 @@ async def _follow(job: Job, waiter: asyncio.Queue[InboxEvent],
         elif event.name == "delta":
             yield delta_decoder.decode(event.data)
         elif event.name == "done":
-            embedding = job.kind == "embedding"
-            yield (embeddings_decoder if embedding else done_decoder).decode(event.data)
+            yield DECODERS.get(job.kind, done_decoder).decode(event.data)
             return
         elif event.name == "requeued":
             started = False
@@ -287,7 +306,7 @@ async def _merge(
 
 def reservation(job: Job, model: ModelConfig) -> int:
     """Tokens a job may generate at most: what its key's budget reserves for it."""
-    if job.kind == "embedding":
+    if job.kind in ("embedding", "tokenize"):
         return 0
     return job.params.max_tokens or job.params.limit or model.max_tokens or DEFAULT_RESERVE
 
@@ -312,7 +331,7 @@ class Meter:
         return len(self.ended) == self.jobs
 
     def count(self, index: int, event: JobEvent) -> None:
-        if isinstance(event, Done | Embeddings):
+        if isinstance(event, Answer):
             self.ended.add(index)
         if isinstance(event, Restart):
             self.completion[index] = 0
@@ -321,7 +340,7 @@ class Meter:
             self.completion[index] = event.completion_tokens
         elif isinstance(event, Embeddings):
             self.prompt[index] = event.prompt_tokens
-        else:
+        elif isinstance(event, Delta):
             self.completion[index] = self.completion.get(index, 0) + event.tokens
 
     @property

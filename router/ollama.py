@@ -35,12 +35,11 @@ from typing import Any
 import msgspec
 
 from raylane.cluster.config import Config, ModelConfig
-from raylane.cluster.errors import EngineError, InvalidRequest, JobLost, RaylaneError
+from raylane.cluster.errors import InvalidRequest, JobLost, RaylaneError
 from raylane.cluster.messages import (
     ChatPrompt,
     Delta,
     Done,
-    Embeddings,
     Job,
     Message,
     SamplingParams,
@@ -50,7 +49,7 @@ from raylane.cluster.messages import (
 )
 from raylane.router.admission import Ticket
 from raylane.router.errors import ollama_error_body
-from raylane.router.jobs import JobEvent, JobRunner, Restart
+from raylane.router.jobs import JobEvent, JobRunner, Restart, text_only
 from raylane.router.logprobs import ollama_logprobs
 from raylane.router.ollama_protocol import (
     Generative,
@@ -233,7 +232,7 @@ class OllamaGeneration:
         """Wait for the whole answer."""
         progress = _Progress(self._reader())
         async for _, job_event in self.runner.run([self.job], self.model, self.timeline):
-            event = _text_only(job_event)
+            event = text_only(job_event)
             if isinstance(event, Restart):
                 progress.restart()  # nothing reached the client: retry transparently
                 continue
@@ -269,7 +268,7 @@ class OllamaGeneration:
             await rest.aclose()
 
     def _step(self, progress: _Progress, job_event: JobEvent) -> list[bytes]:
-        event = _text_only(job_event)
+        event = text_only(job_event)
         if isinstance(event, Restart):
             if progress.sent:
                 raise JobLost("The worker generating this response was lost after part of it "
@@ -334,11 +333,6 @@ def _tool_call(call: CallDelta) -> dict[str, Any]:
     return {"id": call.id, "function": {"index": call.index, "name": call.name,
                                         "arguments": parsed_arguments(call.arguments)}}
 
-
-def _text_only(event: JobEvent) -> Delta | Done | Restart:
-    if isinstance(event, Embeddings):  # a worker out of step with this router's contract
-        raise EngineError("A worker answered a completion request with embeddings.")
-    return event
 
 
 def _ns(seconds: float) -> int:

@@ -8,6 +8,7 @@ import time
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
+from raylane.cluster.messages import Embeddings
 from raylane.router import models, ollama_models
 from raylane.router.admission import Ticket, admit
 from raylane.router.http import SSE_HEADERS, read_body
@@ -95,7 +96,7 @@ async def embed(request: Request) -> Response:
     ticket = _admit(request, req.model, "embedding")
     job = embed_job(req.input, req.dimensions, ticket, state.reply_to)
     timeline = Timeline()
-    result = await state.runner.result(job, ticket.model, timeline)
+    result = await state.runner.result(job, ticket.model, Embeddings, timeline)
     took = int((time.monotonic() - started) * 1e9)
     return with_queue_wait(models.json_response(
         ollama_models.embed_response(result, req.model, took)), timeline)
@@ -108,7 +109,7 @@ async def embeddings(request: Request) -> Response:
     ticket = _admit(request, req.model, "embedding")
     job = embed_job(req.prompt, None, ticket, state.reply_to)
     timeline = Timeline()
-    result = await state.runner.result(job, ticket.model, timeline)
+    result = await state.runner.result(job, ticket.model, Embeddings, timeline)
     return with_queue_wait(models.json_response(
         ollama_models.embedding_response_legacy(result)), timeline)
 

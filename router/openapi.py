@@ -25,7 +25,7 @@ from msgspec import Meta
 
 from raylane.router import admin_routes, anthropic_schemas, ollama_schemas, schemas
 from raylane.router.admission import MAX_TIMEOUT_S
-from raylane.router.anthropic_protocol import MessagesRequest
+from raylane.router.anthropic_protocol import CountTokensRequest, MessagesRequest
 from raylane.router.ollama_protocol import (
     OllamaChatRequest,
     OllamaEmbeddingsRequest,
@@ -36,8 +36,10 @@ from raylane.router.ollama_protocol import (
 from raylane.router.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
+    DetokenizeRequest,
     EmbeddingRequest,
     Priority,
+    TokenizeRequest,
 )
 
 JSON = "application/json"
@@ -141,6 +143,13 @@ OPERATIONS = (
     Operation("post", "/v1/embeddings", "createEmbedding",
               "Embed one or more inputs.", schemas.EmbeddingList, GENERATION_ERRORS,
               body=EmbeddingRequest),
+    Operation("post", "/tokenize", "tokenize",
+              "vLLM's: the token ids of a prompt or of chat messages, as a worker of the model "
+              "tokenizes them for generation.", schemas.TokenizeResponse, GENERATION_ERRORS,
+              body=TokenizeRequest),
+    Operation("post", "/detokenize", "detokenize",
+              "vLLM's: the text of token ids.", schemas.DetokenizeResponse, GENERATION_ERRORS,
+              body=DetokenizeRequest),
     Operation("get", "/v1/models", "listModels",
               "List the served models and their aliases.", schemas.ModelList, (500,)),
     Operation("get", "/v1/models/{model}", "retrieveModel",
@@ -155,6 +164,10 @@ OPERATIONS = (
               anthropic_schemas.Message, GENERATION_ERRORS, body=MessagesRequest,
               chunk=anthropic_schemas.MessageEvent, error=anthropic_schemas.AnthropicError,
               events=anthropic_schemas.MESSAGE_EVENTS),
+    Operation("post", "/v1/messages/count_tokens", "countMessageTokens",
+              "Anthropic Messages API: the input tokens a message of this conversation would "
+              "have.", anthropic_schemas.TokenCount, GENERATION_ERRORS,
+              body=CountTokensRequest, error=anthropic_schemas.AnthropicError),
     *OLLAMA_OPERATIONS,
 )
 

@@ -214,3 +214,32 @@ class EmbeddingRequest(Strict, kw_only=True):
     user: str | None = None
     priority: Priority | None = None
     """vLLM's extension: lower is more urgent."""
+
+
+class TokenizeRequest(Strict, kw_only=True):
+    """vLLM's `POST /tokenize`: a text `prompt`, or chat `messages` as a chat completion
+    request carries them (exactly one of the two)."""
+
+    model: str | None = None
+    """Optional where one model is served, as in vLLM."""
+    prompt: str | None = None
+    messages: Annotated[list[ChatMessage], Meta(min_length=1)] | None = None
+    add_special_tokens: bool | None = None
+    """A prompt: add the tokenizer's special tokens, such as a BOS (the default, as a
+    completion does). Messages: the chat template writes them (true is refused)."""
+    add_generation_prompt: bool = True
+    """Messages: open the assistant's turn, as a chat completion does."""
+    continue_final_message: bool = False
+    """Accepted at its default only."""
+    return_token_strs: bool | None = False
+    tools: Annotated[list[Tool], Meta(max_length=MAX_TOOLS)] | None = None
+    """Messages: the tools the chat template shows the model (as `tool_choice: auto`)."""
+    priority: Priority | None = None
+
+
+class DetokenizeRequest(Strict, kw_only=True):
+    """vLLM's `POST /detokenize`."""
+
+    model: str | None = None
+    tokens: list[Annotated[int, Meta(ge=0, le=INT64_MAX)]]
+    priority: Priority | None = None

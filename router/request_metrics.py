@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from raylane.cluster.errors import QueueFull, RaylaneError, RequestTimeout, ServiceUnavailable
-from raylane.cluster.messages import Done, Embeddings, Job
+from raylane.cluster.messages import Answer, Job
 from raylane.cluster.metrics import REQUEST_DURATION, REQUESTS, Recorder, priority_label
 
 
@@ -51,7 +51,7 @@ class RequestTally:
 
     def see(self, event: object) -> None:
         """Note an event; the request is `ok` once every job has its answer."""
-        if isinstance(event, Done | Embeddings):
+        if isinstance(event, Answer):
             self.answered += 1
             if self.answered == self.jobs:
                 self._count("ok", "")

@@ -16,11 +16,11 @@ from raylane.cluster.messages import (
     EmbedInputs,
     Job,
     Message,
-    Prompt,
     SamplingParams,
     TextPrompt,
     TokenPrompt,
     ToolCall,
+    Work,
 )
 from raylane.router.admission import Ticket
 from raylane.router.errors import invalid_body
@@ -101,7 +101,7 @@ def chat_jobs(req: ChatCompletionRequest, ticket: Ticket, reply_to: str,
     params = msgspec.structs.replace(params, logprobs=_top_logprobs(req),
                                      json_schema=tools.schema or params.json_schema)
     _json_ends_the_answer(params)
-    messages = [_message(m, f"messages[{i}]") for i, m in enumerate(req.messages)]
+    messages = chat_messages(req.messages)
     prompt = ChatPrompt(messages=messages, tools=tools.tools, tools_forced=bool(tools.schema))
     return [_job(ticket, "chat", prompt, p, reply_to) for p in _choices(params, req.n)]
 
@@ -122,6 +122,11 @@ def _top_logprobs(req: ChatCompletionRequest) -> int | None:
     if req.top_logprobs is not None and not req.logprobs:
         raise InvalidRequest("top_logprobs needs logprobs: true.", param="top_logprobs")
     return (req.top_logprobs or 0) if req.logprobs else None
+
+
+def chat_messages(messages: list[ChatMessage]) -> list[Message]:
+    """A request's chat messages as a job carries them, after checking their tool calls."""
+    return [_message(m, f"messages[{i}]") for i, m in enumerate(messages)]
 
 
 def _message(m: ChatMessage, where: str) -> Message:
@@ -206,7 +211,7 @@ def _prompts(prompt: str | list[str | int | list[int]], param: str = "prompt"
     return [TokenPrompt(list(p)) for p in prompt]  # type: ignore[arg-type]
 
 
-def _job(ticket: Ticket, kind: str, prompt: Prompt | EmbedInputs, params: SamplingParams,
+def _job(ticket: Ticket, kind: str, prompt: Work, params: SamplingParams,
          reply: str) -> Job:
     return Job(
         id=uuid.uuid4().hex,
@@ -232,7 +237,7 @@ def header_map(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items()}
 
 
-def prompt_job(ticket: Ticket, kind: str, prompt: Prompt, params: SamplingParams,
+def prompt_job(ticket: Ticket, kind: str, prompt: Work, params: SamplingParams,
                reply_to: str) -> Job:
-    """One job for a prompt an endpoint built itself (the Ollama API)."""
+    """One job for work an endpoint built itself (the Ollama and Anthropic APIs, tokenize)."""
     return _job(ticket, kind, prompt, params, reply_to)

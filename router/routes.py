@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from fastapi import APIRouter, Request
 from redis.exceptions import RedisError
 from starlette.responses import Response, StreamingResponse
 
 from raylane.cluster.errors import ServiceUnavailable
+from raylane.cluster.messages import Embeddings, Job, Tokens
 from raylane.router import models
-from raylane.router.admission import admit
+from raylane.router.admission import Ticket, admit
 from raylane.router.embeddings import embedding_response
 from raylane.router.generation import Generation
 from raylane.router.http import SSE_HEADERS, read_body
-from raylane.router.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from raylane.router.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    EmbeddingRequest,
+    TokenizeRequest,
+)
 from raylane.router.requests import (
     chat_jobs,
     completion_jobs,
@@ -24,9 +34,17 @@ from raylane.router.shapes import ChatShape, CompletionShape, Shape
 from raylane.router.state import RouterState
 from raylane.router.status import cluster_status
 from raylane.router.timeline import Timeline, with_queue_wait
+from raylane.router.tokenize import (
+    detokenize_job,
+    detokenize_response,
+    named_model,
+    tokenize_job,
+    tokenize_response,
+)
 from raylane.router.tools import tool_plan
 
 api = APIRouter()
+Tokenizing = TypeVar("Tokenizing", TokenizeRequest, DetokenizeRequest)
 
 def _state(request: Request) -> RouterState:
     return request.app.state.raylane
@@ -82,9 +100,32 @@ async def embeddings(request: Request) -> Response:
                    "embedding", req.user)
     job = embedding_job(req, ticket, state.reply_to)
     timeline = Timeline()
-    result = await state.runner.result(job, ticket.model, timeline)
+    result = await state.runner.result(job, ticket.model, Embeddings, timeline)
     return with_queue_wait(models.json_response(embedding_response(
         result, ticket.model.name, req.encoding_format)), timeline)
+
+
+@api.post("/tokenize")
+async def tokenize(request: Request) -> Response:
+    return await _tokenizing(request, TokenizeRequest, tokenize_job, tokenize_response)
+
+
+@api.post("/detokenize")
+async def detokenize(request: Request) -> Response:
+    return await _tokenizing(request, DetokenizeRequest, detokenize_job, detokenize_response)
+
+
+async def _tokenizing(request: Request, body: type[Tokenizing],
+                      job: Callable[[Tokenizing, Ticket, str], Job],
+                      answer: Callable[[Tokens], dict[str, Any]]) -> Response:
+    state = _state(request)
+    req = decode(await read_body(request, state), body)
+    ticket = admit(state.config, named_model(state.config, req.model), req.priority,
+                   header_map(request.headers), "tokenize")
+    timeline = Timeline()
+    result = await state.runner.result(job(req, ticket, state.reply_to), ticket.model, Tokens,
+                                       timeline)
+    return with_queue_wait(models.json_response(answer(result)), timeline)
 
 
 @api.get("/v1/models")

@@ -229,6 +229,21 @@ class EmbeddingList(Closed, kw_only=True):
     usage: EmbeddingUsage
 
 
+class TokenizeResponse(Closed, kw_only=True):
+    """vLLM's answer to `/tokenize`."""
+
+    count: int
+    max_model_len: int
+    """Tokens of context one generation may use (prompt and completion)."""
+    tokens: list[int]
+    token_strs: list[str] | None
+    """With `return_token_strs`: each token as the vocabulary spells it."""
+
+
+class DetokenizeResponse(Closed, kw_only=True):
+    prompt: str
+
+
 class ModelCard(Closed, kw_only=True):
     """A served name: a model, or an alias of one (`root` names the model)."""
 

@@ -1,8 +1,8 @@
 """The narrow interface every inference engine adapter implements.
 
-An engine turns one prompt into a stream of `Delta`s ending in one `Done`, or a
-list of inputs into their embedding vectors, and raises a `raylane.cluster.errors`
-exception for a request it cannot serve. It owns its concurrency: `slots`
+An engine turns one prompt into a stream of `Delta`s ending in one `Done`, a list of
+inputs into their embedding vectors, or a prompt into its token ids and back, and raises
+a `raylane.cluster.errors` exception for a request it cannot serve. It owns its concurrency: `slots`
 generations may run at once. It must never block the event loop it is called on;
 blocking work goes to threads or processes.
 
@@ -24,7 +24,9 @@ from raylane.cluster.messages import (
     Prompt,
     SamplingParams,
     TextPrompt,
+    TokenizeInputs,
     TokenPrompt,
+    Tokens,
 )
 
 
@@ -44,6 +46,15 @@ class Engine(Protocol):
         self, request_id: str, inputs: list[TextPrompt | TokenPrompt]
     ) -> Embeddings:
         """One normalised vector per input; raises InvalidRequest if the model has none."""
+
+    async def tokenize(self, work: TokenizeInputs) -> Tokens:
+        """The token ids a generation of `work.prompt` would begin from (with `tokens`,
+        `context_length` and, if asked, `strs` set); raises InvalidRequest as `generate`
+        would for the prompt."""
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        """The text of `tokens`, special tokens included; InvalidRequest naming `tokens`
+        for an id outside the vocabulary."""
 
     async def abort(self, request_id: str) -> None:
         """Stop a running generation soon (its iterator then ends without Done)."""

@@ -35,8 +35,10 @@ from raylane.cluster.messages import (
     Prompt,
     SamplingParams,
     TextPrompt,
+    TokenizeInputs,
     TokenLogprob,
     TokenPrompt,
+    Tokens,
 )
 from raylane.workers.llamacpp_embed import LlamaEmbedder
 from raylane.workers.llamacpp_schema import skipped
@@ -70,7 +72,8 @@ class LlamaCppEngine:
         self._free: asyncio.Queue[Any] = asyncio.Queue()
         self._threads = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="llama")
         self._cancels: dict[str, threading.Event] = {}
-        self._template: Any = None
+        self._templates: dict[bool, Any] = {}
+        """The chat formatter, by whether it opens the assistant's turn."""
         self._template_source: str | None = None
         self._instances: list[Any] = []
         self._eog: list[int] = []
@@ -83,7 +86,8 @@ class LlamaCppEngine:
                            for _ in range(self.slots)]
         self._template_source = (self.options.chat_template
                                  or self._instances[0].metadata.get("tokenizer.chat_template"))
-        self._template = _chat_formatter(self._instances[0], self._template_source)
+        self._templates = {opened: _chat_formatter(self._instances[0], self._template_source,
+                                                   opened) for opened in (True, False)}
         self._eog = _eog_tokens(self._instances[0])
         for llm in self._instances:
             self._free.put_nowait(llm)
@@ -137,13 +141,17 @@ class LlamaCppEngine:
                 future.add_done_callback(lambda _: self._free.put_nowait(llm))
                 await asyncio.shield(future)
 
-    def _tokenize(self, llm: Any, prompt: Prompt) -> list[int]:
+    def _tokenize(self, llm: Any, prompt: Prompt, opened: bool = True,
+                  special: bool = True) -> list[int]:
+        """The prompt's token ids: a chat rendered by the template (`opened`: with the
+        assistant's turn begun), a text with a BOS (`special`)."""
         if isinstance(prompt, ChatPrompt):
-            if self._template is None:
+            template = self._templates.get(opened)
+            if template is None:
                 raise InvalidRequest("This model has no chat template; use /v1/completions.")
             messages, tools = template_inputs(prompt, self._template_source)
             try:
-                rendered = self._template(messages=messages, tools=tools)
+                rendered = template(messages=messages, tools=tools)
             except Exception as exc:  # a template's raise_exception(): the request's fault
                 raise InvalidRequest(f"The chat template rejected the messages: {exc}",
                                      param="messages") from exc
@@ -151,9 +159,23 @@ class LlamaCppEngine:
                                      special=True))
         if isinstance(prompt, TextPrompt):
             if not prompt.text:
-                return [llm.token_bos()]
-            return list(llm.tokenize(prompt.text.encode(), add_bos=True, special=True))
+                return [llm.token_bos()] if special else []
+            return list(llm.tokenize(prompt.text.encode(), add_bos=special, special=True))
         return token_ids(prompt, llm.n_vocab())
+
+    async def tokenize(self, work: TokenizeInputs) -> Tokens:
+        # The vocabulary is read-only: any instance tokenizes, even while it generates.
+        llm = self._instances[0]
+        tokens = await asyncio.to_thread(self._tokenize, llm, work.prompt,
+                                         work.add_generation_prompt, work.add_special_tokens)
+        strs = [llm._model.token_get_text(t) for t in tokens] if work.token_strs else None
+        return Tokens(tokens=tokens, strs=strs, context_length=self.context_length)
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        llm = self._instances[0]
+        ids = token_ids(TokenPrompt(tokens), llm.n_vocab(), "tokens")
+        text = await asyncio.to_thread(llm.detokenize, ids, special=True)
+        return text.decode("utf-8", errors="replace")
 
     async def embed(
         self, request_id: str, inputs: list[TextPrompt | TokenPrompt]
@@ -387,7 +409,7 @@ def _grammar(params: SamplingParams, prompt: Prompt) -> Any:
     return None
 
 
-def _chat_formatter(llm: Any, template: str | None) -> Any:
+def _chat_formatter(llm: Any, template: str | None, opened: bool) -> Any:
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     if not template:
@@ -397,4 +419,5 @@ def _chat_formatter(llm: Any, template: str | None) -> Any:
         template=template,
         eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
         bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+        add_generation_prompt=opened,
     )

@@ -33,11 +33,14 @@ from redis.exceptions import RedisError
 from raylane.cluster.config import ModelConfig, PoolConfig, pool_names
 from raylane.cluster.errors import ContextLengthExceeded, InvalidRequest
 from raylane.cluster.messages import (
+    DetokenizeInputs,
     Done,
     EmbedInputs,
     Event,
     Failure,
     LeasedJob,
+    TokenizeInputs,
+    Tokens,
     event_encoder,
 )
 from raylane.cluster.metrics import Recorder
@@ -182,6 +185,9 @@ class PullLoop:
         if isinstance(job.prompt, EmbedInputs):
             await self._embed(run, job.prompt)
             return
+        if isinstance(job.prompt, TokenizeInputs | DetokenizeInputs):
+            await self._tokenize(run, job.prompt)
+            return
         stream = coalesced(self.engine.generate(job.id, job.prompt, job.params),
                            observe=run.clock.item if run.clock is not None else None,
                            interval_s=self.pool.stream_interval_s)
@@ -210,6 +216,14 @@ class PullLoop:
         if run.clock is not None:
             run.clock.embedded(embeddings)
         await self._emit(run, Event.DONE, event_encoder.encode(embeddings), final=True)
+
+    async def _tokenize(self, run: Running, work: TokenizeInputs | DetokenizeInputs) -> None:
+        if isinstance(work, TokenizeInputs):
+            answer = await self.engine.tokenize(work)
+        else:
+            answer = Tokens(text=await self.engine.detokenize(work.tokens),
+                            context_length=self.engine.context_length)
+        await self._emit(run, Event.DONE, event_encoder.encode(answer), final=True)
 
     async def _emit(self, run: Running, event: Event, data: bytes, final: bool = False) -> int:
         """Send one event, retrying through Redis hiccups while the lease can still hold.

@@ -19,6 +19,8 @@ Its log probabilities are fake and fixed: every token has -0.5, and its alternat
 the token itself, then the filler words at -1.5, -2.5, ...
 Its embeddings are unit vectors derived from the input's words: the same text always
 gets the same vector, and texts sharing words get similar ones.
+It tokenizes into the words it counts, each id a hash of its word (a chat as the plain
+text it generates from, whatever `add_generation_prompt` says), and cannot detokenize.
 """
 
 from __future__ import annotations
@@ -42,8 +44,10 @@ from raylane.cluster.messages import (
     Prompt,
     SamplingParams,
     TextPrompt,
+    TokenizeInputs,
     TokenLogprob,
     TokenPrompt,
+    Tokens,
     TopLogprob,
 )
 from raylane.workers.engine import pack
@@ -119,6 +123,16 @@ class SimEngine:
             vectors.append(_word_vector(words, self.options.embedding_dim))
         return pack(vectors, tokens)
 
+    async def tokenize(self, work: TokenizeInputs) -> Tokens:
+        words = plain_text(work.prompt).split()
+        return Tokens(tokens=[_word_id(w) for w in words],
+                      strs=words if work.token_strs else None,
+                      context_length=self.context_length)
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        raise InvalidRequest("The sim engine cannot detokenize: its token ids are hashes of "
+                             "words.", param="tokens")
+
     async def abort(self, request_id: str) -> None:
         self._aborted.add(request_id)
 
@@ -165,6 +179,10 @@ def _fake_logprob(piece: str, top: int) -> TokenLogprob:
     alternatives = [piece, *(f" {FILLER[i % len(FILLER)]}" for i in range(top - 1))][:top]
     return TokenLogprob(piece.encode(), -0.5,
                         [TopLogprob(t.encode(), -0.5 - i) for i, t in enumerate(alternatives)])
+
+
+def _word_id(word: str) -> int:
+    return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=2).digest(), "little")
 
 
 def _word_vector(words: list[str], dim: int) -> list[float]:

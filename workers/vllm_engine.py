@@ -33,8 +33,10 @@ from raylane.cluster.messages import (
     Prompt,
     SamplingParams,
     TextPrompt,
+    TokenizeInputs,
     TokenLogprob,
     TokenPrompt,
+    Tokens,
 )
 from raylane.workers.checkpoints import hf_checkpoint
 from raylane.workers.engine import pack
@@ -127,24 +129,38 @@ class VllmEngine:
         except VLLMClientError as exc:
             raise InvalidRequest(f"vLLM refused the request: {exc}") from exc
 
-    def _tokens(self, prompt: Prompt, param: str = "prompt") -> list[int]:
+    def _tokens(self, prompt: Prompt, param: str = "prompt", opened: bool = True,
+                special: bool = True) -> list[int]:
+        """The prompt's token ids: a chat rendered by the template (`opened`: with the
+        assistant's turn begun), a text with the tokenizer's special tokens (`special`)."""
         tokenizer = self._tokenizer
         if isinstance(prompt, ChatPrompt):
             template = self.options.chat_template or getattr(tokenizer, "chat_template", None)
             messages, tools = template_inputs(prompt, template)
             try:
                 ids = tokenizer.apply_chat_template(
-                    messages, tools=tools, tokenize=True, add_generation_prompt=True,
+                    messages, tools=tools, tokenize=True, add_generation_prompt=opened,
                     chat_template=self.options.chat_template)
             except Exception as exc:  # the template's raise_exception(), or no template
                 raise InvalidRequest(f"The chat template rejected the messages: {exc}",
                                      param="messages") from exc
             return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
         if isinstance(prompt, TextPrompt):
-            ids = list(tokenizer.encode(prompt.text))
+            ids = list(tokenizer.encode(prompt.text, add_special_tokens=special))
             bos = tokenizer.bos_token_id
-            return ids or ([bos] if bos is not None else [])
+            return ids or ([bos] if bos is not None and special else [])
         return token_ids(prompt, len(tokenizer), param)
+
+    async def tokenize(self, work: TokenizeInputs) -> Tokens:
+        tokens = await asyncio.to_thread(self._tokens, work.prompt, "prompt",
+                                         work.add_generation_prompt, work.add_special_tokens)
+        strs = (list(self._tokenizer.convert_ids_to_tokens(tokens)) if work.token_strs
+                else None)
+        return Tokens(tokens=tokens, strs=strs, context_length=self.context_length)
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        ids = token_ids(TokenPrompt(tokens), len(self._tokenizer), "tokens")
+        return str(await asyncio.to_thread(self._tokenizer.decode, ids))
 
     async def embed(
         self, request_id: str, inputs: list[TextPrompt | TokenPrompt]

@@ -24,6 +24,7 @@ from raylane.cluster.messages import (
     Prompt,
     SamplingParams,
     TextPrompt,
+    TokenizeInputs,
     TokenLogprob,
     TokenPrompt,
 )
@@ -381,3 +382,35 @@ async def test_generations_cancelled_twice_give_their_slots_back(engine: LlamaCp
     _, done = await asyncio.wait_for(generate(engine, TextPrompt("Hello"), max_tokens=3),
                                         timeout=30)
     assert done.completion_tokens == 3
+
+
+async def test_tokenize_counts_what_generation_reads_and_detokenize_inverts_it(
+    engine: LlamaCppEngine,
+) -> None:
+    conversation = chat("Name three colors.")
+    counted = await engine.tokenize(TokenizeInputs(conversation, token_strs=True))
+    _, done = await generate(engine, conversation, temperature=0, max_tokens=2)
+    assert len(counted.tokens) == done.prompt_tokens == 34
+    assert counted.context_length == 512
+    # the strings are the vocabulary's spellings, byte-level BPE as Hugging Face writes them
+    assert counted.strs is not None and counted.strs[:2] == ["<|im_start|>", "system"]
+    assert counted.strs[-4:] == ["<|im_start|>", "ass", "istant", "Ċ"]
+    closed = await engine.tokenize(TokenizeInputs(conversation, add_generation_prompt=False))
+    assert closed.tokens == counted.tokens[:-4]  # without the assistant's opening
+    assert await engine.detokenize(counted.tokens) == (
+        f"<|im_start|>system\n{SMOLLM_SYSTEM}<|im_end|>\n"
+        "<|im_start|>user\nName three colors.<|im_end|>\n<|im_start|>assistant\n")
+
+    text = TextPrompt("Once upon a time, ünïcode")
+    plain = await engine.tokenize(TokenizeInputs(text, add_special_tokens=False))
+    assert await engine.detokenize(plain.tokens) == text.text
+    _, done = await generate(engine, text, temperature=0, max_tokens=1)
+    with_bos = await engine.tokenize(TokenizeInputs(text))
+    assert len(with_bos.tokens) == done.prompt_tokens
+    assert with_bos.strs is None
+
+
+async def test_detokenize_refuses_ids_outside_the_vocabulary(engine: LlamaCppEngine) -> None:
+    with pytest.raises(InvalidRequest, match=r"\[0, 49152\)") as caught:
+        await engine.detokenize([1, 49152])
+    assert caught.value.param == "tokens"

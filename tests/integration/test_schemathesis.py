@@ -243,6 +243,10 @@ EXPLICIT: dict[str, list[dict[str, Any]]] = {
                             "media_type": JSON}],
     "GET /v1/models/{model}": [{"path_parameters": {"model": name}}
                                for name in (*SERVED, "unknown")],
+    "POST /tokenize": [{"body": {"prompt": "one two"}, "media_type": JSON},
+                       {"body": CHAT | {"return_token_strs": True}, "media_type": JSON}],
+    "POST /v1/messages/count_tokens": [{"body": {k: v for k, v in MESSAGE.items()
+                                                 if k != "max_tokens"}, "media_type": JSON}],
 }
 
 
@@ -298,6 +302,9 @@ def test_the_fuzzer_reached_every_answer_kind(fuzzed: Fuzzed, variant: str) -> N
     for operation in ("POST /api/chat", "POST /api/generate"):
         assert answers[operation, 200, JSON], answers
         assert answers[operation, 200, NDJSON], answers
+        assert answers[operation, 400, JSON], answers
+    for operation in ("POST /tokenize", "POST /v1/messages/count_tokens"):
+        assert answers[operation, 200, JSON], answers
         assert answers[operation, 400, JSON], answers
     assert answers["GET /v1/models/{model}", 200, JSON], answers
     assert answers["GET /v1/models/{model}", 404, JSON], answers

@@ -28,6 +28,7 @@ from raylane.cluster.messages import (
     Prompt,
     SamplingParams,
     TextPrompt,
+    TokenizeInputs,
     TokenLogprob,
     TokenPrompt,
 )
@@ -239,3 +240,28 @@ async def test_a_forced_tool_call_follows_the_schema(engine: VllmEngine) -> None
     with pytest.raises(InvalidRequest) as error:  # SmolLM2's template takes no tools
         await generate(engine, msgspec.structs.replace(prompt, tools_forced=False))
     assert error.value.param == "tool_choice"
+
+
+async def test_tokenize_counts_what_generation_reads_and_detokenize_inverts_it(
+    engine: VllmEngine,
+) -> None:
+    conversation = chat("Name three colors.")
+    counted = await engine.tokenize(TokenizeInputs(conversation, token_strs=True))
+    _, done, _ = await generate(engine, conversation, temperature=0, max_tokens=2)
+    assert len(counted.tokens) == done.prompt_tokens == 34
+    assert counted.context_length == 1024
+    assert counted.strs is not None and counted.strs[:2] == ["<|im_start|>", "system"]
+    assert counted.strs[-4:] == ["<|im_start|>", "ass", "istant", "Ċ"]
+    closed = await engine.tokenize(TokenizeInputs(conversation, add_generation_prompt=False))
+    assert closed.tokens == counted.tokens[:-4]
+    assert (await engine.detokenize(counted.tokens)).endswith(
+        "<|im_start|>user\nName three colors.<|im_end|>\n<|im_start|>assistant\n")
+
+    text = TextPrompt("Once upon a time, ünïcode")
+    plain = await engine.tokenize(TokenizeInputs(text, add_special_tokens=False))
+    assert await engine.detokenize(plain.tokens) == text.text
+    _, done, _ = await generate(engine, text, temperature=0, max_tokens=1)
+    assert len((await engine.tokenize(TokenizeInputs(text))).tokens) == done.prompt_tokens
+    with pytest.raises(InvalidRequest, match=r"\[0, 49152\)") as caught:
+        await engine.detokenize([1, 49152])
+    assert caught.value.param == "tokens"

@@ -58,7 +58,7 @@ def test_each_route_has_its_bodies_and_errors(method: str, path: str) -> None:
     if method == "post":
         assert operation["requestBody"]["required"] is True
         assert "$ref" in operation["requestBody"]["content"]["application/json"]["schema"]
-        streams = path != "/v1/embeddings"
+        streams = path in ("/v1/chat/completions", "/v1/completions", "/v1/messages")
         assert ("text/event-stream" in responses["200"]["content"]) == streams
         assert {"400", "404", "413", "429", "503", "504"} <= set(responses)
         assert "Retry-After" in responses["429"]["headers"]
@@ -173,3 +173,4 @@ def test_integers_sent_on_to_workers_are_bounded_in_the_document() -> None:
     token_ids += [p["items"] for p in prompts if p.get("type") == "array"]
     assert len(token_ids) == 2
     assert all(t["minimum"] == -(2**63) and t["maximum"] == 2**63 - 1 for t in token_ids)
+
