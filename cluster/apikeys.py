@@ -16,13 +16,18 @@ import hashlib
 import hmac
 import secrets
 import time
+from typing import Annotated
 
 import msgspec
 import redis.asyncio as aioredis
 
 from raylane.cluster.keys import Keys
+from raylane.cluster.messages import Priority
 
 KEY_PREFIX = "rl-"
+
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+"""Requests or tokens: exact in the doubles the limit scripts count with."""
 
 
 class ApiKey(msgspec.Struct, kw_only=True, frozen=True):
@@ -31,16 +36,16 @@ class ApiKey(msgspec.Struct, kw_only=True, frozen=True):
     name: str
     models: list[str] = []
     """Models (served names or aliases) the key may use; empty: all."""
-    default_priority: int | None = None
+    default_priority: Priority | None = None
     """Priority of a request that names none; null: the model's default."""
-    max_priority: int | None = None
+    max_priority: Priority | None = None
     """Most urgent priority the key may ask for (lower is more urgent); a more urgent
     request is clamped to it. null: any."""
-    rpm: int = 0
+    rpm: Count = 0
     """Requests per minute, cluster-wide; 0: unlimited."""
-    tpm: int = 0
+    tpm: Count = 0
     """Tokens (max_tokens reserved) per minute, cluster-wide; 0: unlimited."""
-    budget: int | None = None
+    budget: Count | None = None
     """Tokens the key may spend in all; null: unlimited."""
     created: float = 0.0
     """When the key was minted (epoch seconds)."""

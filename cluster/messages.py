@@ -13,9 +13,12 @@ routers and workers can share a queue during a rolling upgrade.
 from __future__ import annotations
 
 import enum
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+
+Priority = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
+"""The range of a job's priority (lower is more urgent), as requests and API keys give it."""
 
 
 class ToolCall(msgspec.Struct, kw_only=True, frozen=True):

@@ -18,7 +18,7 @@ import msgspec
 from msgspec import Meta
 
 from raylane.cluster.errors import InvalidRequest
-from raylane.router.protocol import MaxTokens, Priority, Strict, ToolName, TopP
+from raylane.router.protocol import INT64_MAX, MaxTokens, Priority, Strict, ToolName, TopP
 
 Temperature = Annotated[float, Meta(ge=0.0, le=1.0)]
 """Anthropic's range; raylane's samplers take it as it is."""
@@ -166,7 +166,7 @@ class MessagesRequest(Conversation, kw_only=True):
     """Required, as Anthropic requires it."""
     temperature: Temperature | None = None
     top_p: TopP | None = None
-    top_k: Annotated[int, Meta(ge=0)] | None = None
+    top_k: Annotated[int, Meta(ge=0, le=INT64_MAX)] | None = None
     """Sample among the k likeliest tokens."""
     stop_sequences: list[str] | None = None
     stream: bool = False

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from msgspec import Meta
 
 from raylane.router.protocol import (
+    INT64_MAX,
     Int64,
     MinP,
     Penalty,
@@ -28,7 +29,7 @@ from raylane.router.protocol import (
     TopP,
 )
 
-NumPredict = Annotated[int, Meta(ge=-2, le=2**63 - 1)]
+NumPredict = Annotated[int, Meta(ge=-2, le=INT64_MAX)]
 """Most tokens to generate; -1 (no limit) and -2 (fill the context) both mean the
 model's limit; 0 is refused."""
 KeepAlive = float | str | None
@@ -46,7 +47,7 @@ class OllamaOptions(Strict, kw_only=True):
     stop: Annotated[list[str], Meta(max_length=4)] | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
-    top_k: Annotated[int, Meta(ge=0)] | None = None
+    top_k: Annotated[int, Meta(ge=0, le=INT64_MAX)] | None = None
     """Sample among the k likeliest tokens; 0: all of them."""
     min_p: MinP | None = None
     typical_p: float | None = None

@@ -13,17 +13,18 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from raylane.cluster.messages import Priority
+
 Temperature = Annotated[float, Meta(ge=0.0, le=2.0)]
 TopP = Annotated[float, Meta(gt=0.0, le=1.0)]
 Penalty = Annotated[float, Meta(ge=-2.0, le=2.0)]
-TopK = Annotated[int, Meta(ge=-1)]
-"""vLLM's: -1 or 0 for all tokens."""
-MinP = Annotated[float, Meta(ge=0.0, le=1.0)]
 # Integers that travel to the workers inside a job must fit its msgpack encoding.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+TopK = Annotated[int, Meta(ge=-1, le=INT64_MAX)]
+"""vLLM's: -1 or 0 for all tokens."""
+MinP = Annotated[float, Meta(ge=0.0, le=1.0)]
 Int64 = Annotated[int, Meta(ge=INT64_MIN, le=INT64_MAX)]
 MaxTokens = Annotated[int, Meta(ge=1, le=INT64_MAX)]
-Priority = Annotated[int, Meta(ge=-1_000_000, le=1_000_000)]
 Stop = str | Annotated[list[str], Meta(max_length=4)] | None
 MAX_N = 16
 Choices = Annotated[int, Meta(ge=1, le=MAX_N)]
@@ -162,7 +163,7 @@ class Sampling(Strict, kw_only=True):
     repetition_penalty: Annotated[float, Meta(gt=0.0, le=100.0)] | None = None
     """vLLM's extension: above 1, tokens already in the prompt or the answer are less
     likely; below 1, more."""
-    min_tokens: Annotated[int, Meta(ge=0)] | None = None
+    min_tokens: Annotated[int, Meta(ge=0, le=INT64_MAX)] | None = None
     """vLLM's extension: neither end of text nor a stop string ends the answer before
     this many tokens."""
     ignore_eos: bool | None = None

@@ -174,3 +174,53 @@ def test_integers_sent_on_to_workers_are_bounded_in_the_document() -> None:
     assert len(token_ids) == 2
     assert all(t["minimum"] == -(2**63) and t["maximum"] == 2**63 - 1 for t in token_ids)
 
+
+NOT_SENT_ON = {f"post /api/{route}.options.{name}"
+               for route in ("chat", "generate", "embed", "embeddings")
+               for name in ("main_gpu", "mirostat", "num_batch", "num_ctx", "num_gpu", "num_keep",
+                            "num_thread", "repeat_last_n")}
+NOT_SENT_ON |= {"post /api/chat.messages[].tool_calls[].function.index",
+                "post /api/generate.context[]", "post /api/generate.height",
+                "post /api/generate.steps", "post /api/generate.width",
+                "post /v1/completions.best_of"}
+"""Integer fields that never reach a job or Redis: engine settings the config owns, and
+fields refused unless at their neutral value."""
+
+
+def _unbounded(node: object, path: str, seen: frozenset[str] = frozenset()) -> set[str]:
+    """Where in a body's schema an integer may exceed a signed 64-bit one."""
+    found: set[str] = set()
+    if not isinstance(node, dict):
+        return found
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        if name in seen:
+            return found
+        return _unbounded(SECURED["components"]["schemas"][name], path, seen | {name})
+    if node.get("type") == "integer" and node.get("maximum", 2**64) > 2**63 - 1:
+        found.add(path)
+    for name, sub in node.get("properties", {}).items():
+        found |= _unbounded(sub, f"{path}.{name}", seen)
+    for many in ("anyOf", "oneOf", "allOf"):
+        for sub in node.get(many, []):
+            found |= _unbounded(sub, path, seen)
+    for one, suffix in (("items", "[]"), ("additionalProperties", "")):
+        found |= _unbounded(node.get(one), path + suffix, seen)
+    return found
+
+
+def test_every_integer_that_reaches_a_job_or_redis_is_bounded() -> None:
+    """The queue's msgpack encoding holds 64-bit integers; a larger one is a 400, not a
+    500. The key limits are counted in doubles, exact to 2**53."""
+    found = set()
+    for path, item in SECURED["paths"].items():
+        for method, operation in item.items():
+            body = operation.get("requestBody")
+            if body is not None:
+                found |= _unbounded(body["content"]["application/json"]["schema"],
+                                    f"{method} {path}")
+    assert found == NOT_SENT_ON
+    key = SECURED["components"]["schemas"]["CreateKey"]["properties"]
+    assert key["rpm"]["maximum"] == key["tpm"]["maximum"] == 2**53
+    assert key["max_priority"]["anyOf"][0]["maximum"] == 1_000_000
+
