@@ -55,12 +55,18 @@ OLLAMA_PREFIX = "/api/"
 """Errors of the Ollama API (`/api/*`) take Ollama's shape, with the same status codes."""
 
 
+OLLAMA_FIELDS = {"response_format.json_schema.schema": "format"}
+"""A worker's name for a field (OpenAI's), where the Ollama API calls it otherwise."""
+
+
 def ollama_error_body(exc: RaylaneError) -> dict:
     """An error in Ollama's shape: the body of an error answer, or a stream's last line.
 
-    The shape has no `param`, so the message names the field when it does not already."""
-    if exc.param and exc.param not in exc.message:
-        return {"error": f"{exc.message} (field: {exc.param})"}
+    The shape has no `param`, so the message names the field (in Ollama's terms) when it
+    does not already."""
+    param = OLLAMA_FIELDS.get(exc.param or "", exc.param)
+    if param and param not in exc.message:
+        return {"error": f"{exc.message} (field: {param})"}
     return {"error": exc.message}
 
 

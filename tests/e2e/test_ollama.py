@@ -147,6 +147,9 @@ def test_unsupported_options_are_refused_by_name(client: ollama.Client) -> None:
     for kwargs, field in (({"options": {"repeat_penalty": 1.1}}, "repeat_penalty"),
                           ({"think": True}, "think"),
                           ({"format": {"type": 7}}, "format"),
+                          # refused by the llama.cpp worker, which speaks of response_format
+                          ({"format": {"type": "object", "properties": {
+                              "n": {"type": "integer", "maximum": 9}}}}, "(field: format)"),
                           ({"top_logprobs": 2}, "top_logprobs"),
                           ({"options": {"mirostat": 2}}, "mirostat")):
         with pytest.raises(ollama.ResponseError) as error:

@@ -109,6 +109,13 @@ def test_what_would_change_the_answer_is_refused_by_name(fields: dict, param: st
     assert error.param == param and param in ollama_error_body(error)["error"]
 
 
+def test_a_workers_refusal_of_a_schema_names_ollamas_format() -> None:
+    error = InvalidRequest("llama.cpp cannot follow this JSON schema: its grammar would not "
+                           "enforce `properties.n.maximum`.",
+                           param="response_format.json_schema.schema")
+    assert ollama_error_body(error)["error"].endswith("`properties.n.maximum`. (field: format)")
+
+
 def test_generate_is_a_user_turn_or_with_raw_the_prompt_as_it_is() -> None:
     def job(**fields: object) -> Any:
         raw = json.dumps({"model": "m", "prompt": "The sky is", **fields}).encode()
