@@ -73,9 +73,6 @@ embedding job, `Tokens` for a tokenize job), or a restart."""
 
 WholeAnswer = TypeVar("WholeAnswer", Embeddings, Tokens)
 
-DECODERS = {"embedding": embeddings_decoder, "tokenize": tokens_decoder}
-"""How the last event of a job of each kind is read; `done_decoder` for the others."""
-
 
 class JobRunner:
     def __init__(self, queue: JobQueue, inbox: Inbox,
@@ -226,13 +223,22 @@ async def _follow(job: Job, waiter: asyncio.Queue[InboxEvent],
         elif event.name == "delta":
             yield delta_decoder.decode(event.data)
         elif event.name == "done":
-            yield DECODERS.get(job.kind, done_decoder).decode(event.data)
+            yield _answer(job, event.data)
             return
         elif event.name == "requeued":
             started = False
             yield Restart(attempt=event.attempt)
         else:
             _raise_for(job, event, started)
+
+
+def _answer(job: Job, data: bytes) -> Done | Embeddings | Tokens:
+    """The last event of a job, as its kind answers."""
+    if job.kind == "embedding":
+        return embeddings_decoder.decode(data)
+    if job.kind == "tokenize":
+        return tokens_decoder.decode(data)
+    return done_decoder.decode(data)
 
 
 def _raise_for(job: Job, event: InboxEvent, started: bool) -> None:
