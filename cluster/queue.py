@@ -30,11 +30,20 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 
 from raylane.cluster.errors import QueueFull
 from raylane.cluster.keys import Keys
-from raylane.cluster.messages import Job, LeasedJob, job_decoder, job_encoder
+from raylane.cluster.messages import (
+    Event,
+    Failure,
+    Job,
+    LeasedJob,
+    event_encoder,
+    job_decoder,
+    job_encoder,
+)
 
 INBOX_MAXLEN = 100_000
 """Approximate cap of one router inbox stream (entries)."""
@@ -130,11 +139,25 @@ class JobQueue:
                 "1" if check_routers else "0", "1" if shared else "0"]
         keys = [self.keys.queue(model), self.keys.leases(model), self.keys.queue(model, pool),
                 self.keys.fair(model), self.keys.fair(model, pool)]
-        found = await self._scripts["lease"](keys=keys, args=args)
-        if not found:
-            return None
-        _, body, token, attempt = found
-        return LeasedJob(job=job_decoder.decode(body), token=_text(token), attempt=int(attempt))
+        while found := await self._scripts["lease"](keys=keys, args=args):
+            job_id, body, token, attempt = found
+            try:
+                job = job_decoder.decode(body)
+            except msgspec.DecodeError as exc:
+                await self._unreadable(model, _text(job_id), _text(token), exc)
+                continue
+            return LeasedJob(job=job, token=_text(token), attempt=int(attempt))
+        return None
+
+    async def _unreadable(self, model: str, job_id: str, token: str, exc: Exception) -> None:
+        """End a leased job this worker cannot read (one of a kind newer than its code,
+        say) with an error: leased by one worker after another, it would fail each and be
+        dead-lettered only after `max_attempts` of them."""
+        failure = Failure(kind="internal", message=(
+            f"The worker could not read the request ({exc}); the model's workers may run an "
+            "older raylane than the router."))
+        await self._emit(model, job_id, token, Event.ERROR, event_encoder.encode(failure),
+                         final=True)
 
     async def renew(
         self, model: str, held: Iterable[tuple[str, str]], *, lease_s: float
@@ -158,14 +181,18 @@ class JobQueue:
         `runtime_s`, with a final event, is how long the job took (for the service times
         of the model and of the sender's `pool`).
         """
-        model = leased.job.model
+        return await self._emit(leased.job.model, leased.job.id, leased.token, event, data,
+                                final=final, seq=seq, runtime_s=runtime_s, pool=pool)
+
+    async def _emit(self, model: str, job_id: str, token: str, event: str, data: bytes, *,
+                    final: bool, seq: int = 0, runtime_s: float = 0.0, pool: str = "") -> int:
         bucket = int(time.time())
         return int(
             await self._scripts["emit"](
                 keys=[self.keys.leases(model), self.keys.done(model, bucket),
                       self.keys.busy(model, bucket), self.keys.done(model, bucket, pool),
                       self.keys.busy(model, bucket, pool)],
-                args=[self.keys.job_prefix, leased.job.id, leased.token, event, data,
+                args=[self.keys.job_prefix, job_id, token, event, data,
                       "1" if final else "0", INBOX_MAXLEN, seq, int(runtime_s * 1000)],
             )
         )

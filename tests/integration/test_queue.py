@@ -6,12 +6,13 @@ import asyncio
 import time
 import uuid
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
 from raylane.cluster.errors import QueueFull
 from raylane.cluster.keys import Keys
-from raylane.cluster.messages import Job, TextPrompt
+from raylane.cluster.messages import Job, TextPrompt, failure_decoder
 from raylane.cluster.queue import JobQueue
 
 MODEL = "m"
@@ -49,6 +50,24 @@ async def test_lower_priority_value_first_and_fifo_within_a_priority(queue: JobQ
     for name, priority in order:
         await queue.enqueue([job(priority, name=name)], max_depth=100)
     assert await drain(queue) == ["d", "b", "e", "a", "c", "f"]
+
+
+async def test_a_job_the_worker_cannot_read_is_answered_with_an_error_not_retried(
+    queue: JobQueue, redis: aioredis.Redis,
+) -> None:
+    # A newer router's job (an unknown kind) reaching an older worker.
+    await queue.enqueue([job(name="new"), job(name="old")], max_depth=100)
+    newer = msgspec.msgpack.encode({**msgspec.to_builtins(job(name="new")), "kind": "transcribe"})
+    await redis.hset(queue.keys.job("new"), "body", newer)
+    leased = await queue.lease(MODEL, "w", lease_s=30)
+    assert leased is not None and leased.job.id == "old"  # the next one, at once
+    events = [f for _, f in await redis.xrange("inbox") if f[b"rid"] == b"new"]
+    assert [f[b"ev"] for f in events] == [b"started", b"error"]
+    fields = events[-1]
+    failure = failure_decoder.decode(fields[b"data"])
+    assert failure.kind == "internal" and "older raylane than the router" in failure.message
+    assert await queue.leased(MODEL) == 1  # the unreadable job is gone, not leased on
+    assert await queue.lease(MODEL, "w", lease_s=30) is None
 
 
 async def test_tenants_take_turns_within_a_priority_each_fifo(queue: JobQueue) -> None:
