@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import openai
 import psutil
 import pytest
 
@@ -118,3 +119,22 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         yield running
     finally:
         stop_raylane(process)
+
+
+MODEL = "smollm2-135m"
+VLLM_MODEL = "smollm2-vllm"
+"""The served models of the two engines (llama.cpp, and vLLM on this CPU), both
+SmolLM2-135M-Instruct."""
+
+
+@pytest.fixture(params=[MODEL, VLLM_MODEL], ids=["llama.cpp", "vllm"])
+def model(request: pytest.FixtureRequest) -> str:
+    """The served model of each engine."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def openai_client(cluster: Running) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{cluster.url}/v1", api_key="any", max_retries=0) as client:
+        yield client
+

@@ -13,10 +13,8 @@ import jsonschema
 import openai
 import pytest
 
-from tests.e2e.conftest import Running
+from tests.e2e.conftest import MODEL, Running
 
-MODEL = "smollm2-135m"
-VLLM_MODEL = "smollm2-vllm"
 QUESTION = [{"role": "user", "content": "Name three colors."}]
 GREEDY = {"temperature": 0}
 """Sent as `extra_body`: this SDK's `create` no longer takes sampling parameters, the API
@@ -29,16 +27,6 @@ def client(cluster: Running) -> Iterator[anthropic.Anthropic]:
         yield client
 
 
-@pytest.fixture(scope="module")
-def openai_client(cluster: Running) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{cluster.url}/v1", api_key="any", max_retries=0) as client:
-        yield client
-
-
-@pytest.fixture(params=[MODEL, VLLM_MODEL], ids=["llama.cpp", "vllm"])
-def model(request: pytest.FixtureRequest) -> str:
-    """The served model of each engine."""
-    return request.param
 
 
 def ask(client: anthropic.Anthropic, model: str, max_tokens: int,

@@ -15,10 +15,8 @@ import jsonschema
 import ollama
 import pytest
 
-from tests.e2e.conftest import Running
+from tests.e2e.conftest import MODEL, VLLM_MODEL, Running
 
-MODEL = "smollm2-135m"
-VLLM_MODEL = "smollm2-vllm"
 QUESTION = [{"role": "user", "content": "Name three colors."}]
 GREEDY = {"temperature": 0, "num_predict": 30}
 
@@ -28,11 +26,6 @@ def client(cluster: Running) -> Iterator[ollama.Client]:
     with ollama.Client(host=cluster.url, timeout=120) as client:
         yield client
 
-
-@pytest.fixture(params=[MODEL, VLLM_MODEL], ids=["llama.cpp", "vllm"])
-def model(request: pytest.FixtureRequest) -> str:
-    """The served model of each engine."""
-    return request.param
 
 
 def test_chat_answers_from_the_model(client: ollama.Client, model: str) -> None:

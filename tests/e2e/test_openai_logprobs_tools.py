@@ -13,7 +13,7 @@ import pytest
 from tests.e2e import test_openai_sdk as sdk
 
 MODEL, QUESTION = sdk.MODEL, sdk.QUESTION
-client, model = sdk.client, sdk.model  # the SDK tests' fixtures: the client, one model per engine
+client = sdk.client  # the SDK tests' client; `model` (one per engine) is the e2e conftest's
 
 WEATHER_QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 CITY = {"type": "object", "required": ["city"], "additionalProperties": False,

@@ -13,10 +13,8 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import Running
+from tests.e2e.conftest import MODEL, Running
 
-MODEL = "smollm2-135m"
-VLLM_MODEL = "smollm2-vllm"
 QUESTION = [{"role": "user", "content": "Name three colors."}]
 
 
@@ -25,11 +23,6 @@ def client(cluster: Running) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=f"{cluster.url}/v1", api_key="any", max_retries=0) as client:
         yield client
 
-
-@pytest.fixture(params=[MODEL, VLLM_MODEL], ids=["llama.cpp", "vllm"])
-def model(request: pytest.FixtureRequest) -> str:
-    """The served model of each engine."""
-    return request.param
 
 
 def test_models_list_and_retrieve_show_models_and_aliases(client: openai.OpenAI) -> None:

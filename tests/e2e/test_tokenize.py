@@ -15,10 +15,8 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import Running
+from tests.e2e.conftest import MODEL, VLLM_MODEL, Running
 
-MODEL = "smollm2-135m"
-VLLM_MODEL = "smollm2-vllm"
 QUESTION = [{"role": "user", "content": "Name three colors."}]
 
 
@@ -28,15 +26,6 @@ def http(cluster: Running) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture(scope="module")
-def openai_client(cluster: Running) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{cluster.url}/v1", api_key="any", max_retries=0) as client:
-        yield client
-
-
-@pytest.fixture(params=[MODEL, VLLM_MODEL], ids=["llama.cpp", "vllm"])
-def model(request: pytest.FixtureRequest) -> str:
-    return request.param
 
 
 def test_tokenize_counts_the_prompt_a_completion_reads_and_detokenize_inverts_it(
