@@ -127,6 +127,11 @@ class SamplingParams(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     logit_bias: dict[int, float] = {}
     """Added to these tokens' logits before sampling (-100 to 100); the worker checks the
     ids against its vocabulary."""
+    echo: bool = False
+    """The answer begins with the prompt (a completion's `echo`): the engine first sends the
+    prompt's text as a delta of no completion tokens, with the log probabilities of the
+    prompt's tokens when `logprobs` asks for them. `max_tokens` 0 then means the prompt
+    alone."""
 
 
 class Job(msgspec.Struct, kw_only=True, frozen=True):
@@ -180,10 +185,11 @@ class TopLogprob(msgspec.Struct, array_like=True, frozen=True):
 
 
 class TokenLogprob(msgspec.Struct, array_like=True, frozen=True):
-    """A completion token's log probability and the most likely tokens at its place."""
+    """A token's log probability and the most likely tokens at its place."""
 
     token: bytes
-    logprob: float
+    logprob: float | None
+    """None for the first token of an echoed prompt, which nothing precedes."""
     top: list[TopLogprob] = []
     """Most likely first; as many as `SamplingParams.logprobs` asked for."""
 

@@ -19,7 +19,7 @@ def token_text(token: bytes) -> str:
     return token.decode("utf-8", errors="backslashreplace")
 
 
-def _entry(token: bytes, logprob: float) -> dict[str, Any]:
+def _entry(token: bytes, logprob: float | None) -> dict[str, Any]:
     return {"token": token_text(token), "logprob": logprob, "bytes": list(token)}
 
 
@@ -53,11 +53,13 @@ def completion_logprobs(items: Sequence[TokenLogprob] | None, offsets: Offsets
                         ) -> dict[str, Any] | None:
     """A text completion choice's `logprobs` (`tokens`, `token_logprobs`, `top_logprobs`,
     `text_offset`) for its next tokens. Each `top_logprobs` map holds the sampled token and
-    the `logprobs` likeliest, as vLLM's do."""
+    the `logprobs` likeliest, as vLLM's do; null for an echoed prompt's first token, as its
+    log probability is."""
     if items is None:
         return None
     tokens = [token_text(t.token) for t in items]
-    top = [{token: t.logprob} | {token_text(a.token): a.logprob for a in t.top}
+    top = [None if t.logprob is None
+           else {token: t.logprob} | {token_text(a.token): a.logprob for a in t.top}
            for token, t in zip(tokens, items, strict=True)]
     return {"tokens": tokens, "token_logprobs": [t.logprob for t in items],
             "top_logprobs": top, "text_offset": offsets.of(items)}

@@ -192,7 +192,10 @@ Prompt = str | list[str | Int64 | list[Int64]]
 
 class CompletionRequest(Sampling, kw_only=True):
     prompt: Prompt
+    max_tokens: Annotated[int, Meta(ge=0, le=INT64_MAX)] | None = None
+    """16 if unset; 0 only with `echo` (the prompt alone, with its log probabilities)."""
     echo: bool | None = None
+    """The answer's text (and log probabilities) begin with the prompt's."""
     logprobs: CompletionLogprobs | None = None
     """Report each token's log probability and this many alternatives."""
     best_of: int | None = None

@@ -141,12 +141,15 @@ def _message(m: ChatMessage, where: str) -> Message:
 
 
 def completion_jobs(req: CompletionRequest, ticket: Ticket, reply_to: str) -> list[Job]:
-    _unsupported(bool(req.echo), "echo", "echo is not supported.")
     _unsupported(req.best_of not in (None, 1), "best_of", "Only best_of=1 is supported.")
     _unsupported(bool(req.suffix), "suffix", "suffix is not supported.")
-    params = sampling(req, req.max_tokens or min(16, ticket.model.max_tokens or 16),
-                      ticket.model.max_tokens)
-    params = msgspec.structs.replace(params, logprobs=req.logprobs)
+    _unsupported(req.max_tokens == 0 and not req.echo, "max_tokens",
+                 "max_tokens must be at least 1 (0 only with echo: the prompt alone).")
+    max_tokens = req.max_tokens
+    if max_tokens is None:
+        max_tokens = min(16, ticket.model.max_tokens or 16)
+    params = sampling(req, max_tokens, ticket.model.max_tokens)
+    params = msgspec.structs.replace(params, logprobs=req.logprobs, echo=bool(req.echo))
     prompts = _prompts(req.prompt)
     if len(prompts) * req.n > MAX_PROMPTS:
         raise InvalidRequest(f"At most {MAX_PROMPTS} answers per request (prompts times n).",

@@ -159,9 +159,11 @@ class TextLogprobs(Closed, kw_only=True):
     token in each list."""
 
     tokens: list[str]
-    token_logprobs: list[float]
-    top_logprobs: list[dict[str, float]]
-    """The sampled token and the `logprobs` likeliest, by their text."""
+    token_logprobs: list[float | None]
+    """Null for the first token of an echoed prompt (`echo`), which nothing precedes."""
+    top_logprobs: list[dict[str, float] | None]
+    """The sampled token and the `logprobs` likeliest, by their text (null where
+    `token_logprobs` is)."""
     text_offset: list[int]
     """Where each token begins in the choice's text, in characters."""
 

@@ -9,7 +9,9 @@ Generation runs in a thread per slot and hands tokens to the event loop with
 requests are rendered with the model's own chat template (from the GGUF
 metadata, or `options.chat_template`), tools included (`templates.py`).
 Log probabilities, when asked for, come from the logits each token was sampled
-from, read before the next token is decoded: no `logits_all`.
+from, read before the next token is decoded: no `logits_all`. An echoed prompt's come
+from one pass over the prompt with the logits of every position kept for that pass
+only; generation then goes on from the context it leaves.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from raylane.cluster.messages import (
 from raylane.workers.llamacpp_embed import LlamaEmbedder
 from raylane.workers.llamacpp_logits import processors
 from raylane.workers.llamacpp_schema import skipped
-from raylane.workers.logprobs import Pending, from_logits
+from raylane.workers.logprobs import Pending, from_logits, prompt_entries
 from raylane.workers.prompts import check_bias, completion_budget, token_ids
 from raylane.workers.stops import StopMatcher
 from raylane.workers.templates import template_inputs
@@ -62,6 +64,8 @@ class _Run:
     """A `LlamaGrammar` that constrains sampling (a JSON response format), or None."""
     eog: list[int] = field(default_factory=list)
     """The model's end-of-generation tokens, held back under `min_tokens` or `ignore_eos`."""
+    echo: str | None = None
+    """The prompt's text, sent before the answer (`SamplingParams.echo`); None: not sent."""
 
 
 class LlamaCppEngine:
@@ -124,8 +128,9 @@ class LlamaCppEngine:
             def report(item: tuple[str, Any]) -> None:
                 loop.call_soon_threadsafe(out.put_nowait, item)
 
+            echo = _echo_text(llm, prompt, tokens) if params.echo else None
             run = _Run(tokens, params, budget, cancel, report, _grammar(params, prompt),
-                       self._eog)
+                       self._eog, echo)
             future = loop.run_in_executor(self._threads, _generate, llm, run)
             async for item in _relay(out, run, len(tokens), params):
                 yield item
@@ -213,6 +218,10 @@ async def _relay(
         kind, value = await out.get()
         if kind == "error":
             raise EngineError(f"llama.cpp failed: {value}") from value
+        if kind == "echo":
+            text, entries = value
+            yield Delta(text=text, tokens=0, logprobs=entries)
+            continue
         if kind == "end":
             if value == "aborted":
                 return
@@ -248,6 +257,13 @@ def _generate(llm: Any, run: _Run) -> None:
         completion: list[int] = []
         vocab = llm._model.vocab
         held = run.eog if params.ignore_eos or params.min_tokens else []
+        if run.echo is not None:
+            entries = (None if params.logprobs is None
+                       else _prompt_logprobs(llm, run.tokens, params.logprobs))
+            run.report(("echo", (run.echo, entries)))
+            if run.budget == 0:
+                run.report(("end", "length"))
+                return
         for token in llm.generate(
             run.tokens, top_k=params.top_k, top_p=params.top_p, min_p=params.min_p,
             typical_p=1.0,
@@ -270,6 +286,42 @@ def _generate(llm: Any, run: _Run) -> None:
                 return
     except Exception as exc:
         run.report(("error", exc))
+
+
+def _echo_text(llm: Any, prompt: Prompt, tokens: list[int]) -> str:
+    """The text an echo begins the answer with: a text prompt as sent, else its tokens'."""
+    if isinstance(prompt, TextPrompt):
+        return prompt.text
+    return str(llm.detokenize(tokens, special=True).decode("utf-8", errors="replace"))
+
+
+def _prompt_logprobs(llm: Any, tokens: list[int], top: int) -> list[TokenLogprob]:
+    """Each prompt token's log probability given those before it (and the `top` likeliest
+    there), from one pass over the prompt that keeps every position's logits. The pass
+    leaves the prompt in the context, as `Llama.eval` would, so `generate` goes on from it
+    (it decodes the last token again for its logits)."""
+    import llama_cpp
+    import numpy as np
+
+    def piece(token: int) -> bytes:
+        return bytes(llm.detokenize([token], special=True))
+
+    llm.reset()
+    llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+    n_vocab = llm.n_vocab()
+    following: list[TokenLogprob] = []
+    for start in range(0, len(tokens), llm.n_batch):
+        batch = tokens[start:start + llm.n_batch]
+        llm._batch.set_batch(batch=batch, n_past=start, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        llm.input_ids[start:start + len(batch)] = batch
+        llm.n_tokens = start + len(batch)
+        for i, after in enumerate(tokens[start + 1:start + len(batch) + 1]):
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, i),
+                                           shape=(n_vocab,))
+            following.append(from_logits(logits, after, top, piece))
+    llm._requires_eval = True
+    return prompt_entries(tokens, lambda i, _: following[i - 1], piece)
 
 
 def _eog_tokens(llm: Any) -> list[int]:

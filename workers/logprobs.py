@@ -2,16 +2,17 @@
 
 Each engine turns its own numbers into `TokenLogprob`s: llama.cpp from the logits
 the token was sampled from (the log-softmax of the model's raw output, as vLLM
-reports by default), vLLM from its `Logprob` dicts. `Pending` holds them until the
-delta that carries their text goes out, so text and log probabilities stay in step
-even while a stop string holds text back. Nothing here runs unless a request
-asked for log probabilities.
+reports by default), vLLM from its `Logprob` dicts. An echoed prompt's tokens get theirs
+from the logits at the position before each (`prompt_entries`); its first token has
+none. `Pending` holds them until the delta that carries their text goes out, so text
+and log probabilities stay in step even while a stop string holds text back. Nothing
+here runs unless a request asked for log probabilities.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from raylane.cluster.messages import TokenLogprob, TopLogprob
@@ -57,6 +58,16 @@ def from_logits(logits: Any, token: int, top: int, piece: Callable[[int], bytes]
         ids = ids[np.argsort(-logprobs[ids], kind="stable")]
         best = [TopLogprob(piece(int(i)), clamp(float(logprobs[i]))) for i in ids]
     return TokenLogprob(piece(token), clamp(float(logprobs[token])), best)
+
+
+def prompt_entries(tokens: Sequence[int], entry: Callable[[int, int], TokenLogprob],
+                   piece: Callable[[int], bytes]) -> list[TokenLogprob]:
+    """An echoed prompt's entries: `entry(i, token)` is the log probability of token i
+    given the tokens before it; the first token, which nothing precedes, has none."""
+    if not tokens:
+        return []
+    return [TokenLogprob(piece(tokens[0]), None),
+            *(entry(i, token) for i, token in enumerate(tokens) if i)]
 
 
 def from_vllm(token: int, position: Mapping[int, Any], top: int) -> TokenLogprob:

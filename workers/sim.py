@@ -16,7 +16,8 @@ a call of the first tool the schema accepts, with `{}` as its arguments; with to
 `tool_choice: auto` it answers text, as a model that chose not to call would.
 It takes `logit_bias` without effect: its words are no tokens.
 Its log probabilities are fake and fixed: every token has -0.5, and its alternatives are
-the token itself, then the filler words at -1.5, -2.5, ...
+the token itself, then the filler words at -1.5, -2.5, ... (an echoed prompt's words too,
+but the first, which has none).
 Its embeddings are unit vectors derived from the input's words: the same text always
 gets the same vector, and texts sharing words get similar ones.
 It tokenizes into the words it counts, each id a hash of its word (a chat as the plain
@@ -51,7 +52,7 @@ from raylane.cluster.messages import (
     TopLogprob,
 )
 from raylane.workers.engine import pack
-from raylane.workers.logprobs import Pending
+from raylane.workers.logprobs import Pending, prompt_entries
 from raylane.workers.prompts import completion_budget, plain_text
 from raylane.workers.stops import StopMatcher
 
@@ -86,6 +87,8 @@ class SimEngine:
         pending = Pending()
         start = time.monotonic() + self.options.ttft_s
         produced = 0
+        if params.echo:
+            yield _echo(prompt, params.logprobs)
         try:
             while produced < limit and not stops.stopped:
                 await _sleep_until(start + produced / self.options.tokens_per_s)
@@ -172,6 +175,18 @@ def _json_answer(words: list[str], params: SamplingParams, tools: list[str]) -> 
             return json.dumps(value)
     raise InvalidRequest("The sim engine has no answer for this JSON schema.",
                          param="tools" if tools else "response_format.json_schema.schema")
+
+
+def _echo(prompt: Prompt, top: int | None) -> Delta:
+    """The prompt as the answer's first delta, with fake log probabilities for its words
+    (the first has none)."""
+    text = plain_text(prompt)
+    if top is None:
+        return Delta(text=text, tokens=0)
+    words = text.split()
+    return Delta(text=text, tokens=0, logprobs=prompt_entries(
+        list(range(len(words))), lambda i, _: _fake_logprob(f" {words[i]}", top),
+        lambda i: words[i].encode()))
 
 
 def _fake_logprob(piece: str, top: int) -> TokenLogprob:

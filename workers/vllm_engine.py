@@ -40,7 +40,7 @@ from raylane.cluster.messages import (
 )
 from raylane.workers.checkpoints import hf_checkpoint
 from raylane.workers.engine import pack
-from raylane.workers.logprobs import Pending, from_vllm
+from raylane.workers.logprobs import Pending, from_vllm, prompt_entries
 from raylane.workers.prompts import check_bias, completion_budget, token_ids
 from raylane.workers.templates import template_inputs
 
@@ -97,8 +97,16 @@ class VllmEngine:
                                    params.limit)
         produced = 0
         pending = Pending()
+        echo = params.echo
         async for out in self._outputs(TokensPrompt(prompt_token_ids=tokens),
                                        _sampling(params, budget), request_id):
+            if echo:
+                echo = False
+                yield await self._echo(prompt, tokens, out.prompt_logprobs, params.logprobs)
+                if budget == 0:  # the prompt alone: the one token vLLM made is no answer
+                    yield Done(finish_reason="length", prompt_tokens=len(tokens),
+                               completion_tokens=0)
+                    return
             step = out.outputs[0]
             produced += len(step.token_ids)
             if params.logprobs is not None:
@@ -117,6 +125,21 @@ class VllmEngine:
                        completion_tokens=produced, text=step.text, stop=matched,
                        logprobs=pending.take())
             return
+
+    async def _echo(self, prompt: Prompt, tokens: list[int], positions: list[Any] | None,
+                    top: int | None) -> Delta:
+        """The prompt as the answer's first delta (`SamplingParams.echo`): a text prompt as
+        sent, else its tokens' text; with the log probabilities vLLM computed for it."""
+        if isinstance(prompt, TextPrompt):
+            text = prompt.text
+        else:
+            text = str(await asyncio.to_thread(self._tokenizer.decode, tokens))
+        entries = None
+        if top is not None and positions is not None:
+            entries = prompt_entries(
+                tokens, lambda i, token: from_vllm(token, positions[i], top),
+                lambda token: str(self._tokenizer.decode([token])).encode())
+        return Delta(text=text, tokens=0, logprobs=entries)
 
     async def _outputs(self, prompt: Any, sampling: Any, request_id: str) -> AsyncIterator[Any]:
         """vLLM's outputs; what vLLM refuses as the request's fault (say, a JSON schema its
@@ -222,19 +245,22 @@ def _logprobs(step: Any, top: int) -> list[TokenLogprob]:
 
 
 def _sampling(params: SamplingParams, budget: int) -> Any:
-    """vLLM's sampling parameters for a raylane request: deltas, OpenAI's meanings."""
+    """vLLM's sampling parameters for a raylane request: deltas, OpenAI's meanings. vLLM
+    makes at least one token: with a budget of 0 (an echo of the prompt alone) the caller
+    drops it."""
     from vllm import SamplingParams as VllmSampling
     from vllm.sampling_params import RequestOutputKind
 
     return VllmSampling(
-        n=1, output_kind=RequestOutputKind.DELTA, max_tokens=budget,
+        n=1, output_kind=RequestOutputKind.DELTA, max_tokens=max(budget, 1),
         temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
         min_p=params.min_p, min_tokens=params.min_tokens, ignore_eos=params.ignore_eos,
         repetition_penalty=params.repetition_penalty,
         stop=params.stop or None,
         seed=params.seed, presence_penalty=params.presence_penalty,
         frequency_penalty=params.frequency_penalty, structured_outputs=_structured(params),
-        logprobs=params.logprobs, logit_bias=params.logit_bias or None)
+        logprobs=params.logprobs, logit_bias=params.logit_bias or None,
+        prompt_logprobs=params.logprobs if params.echo else None)
 
 
 def _structured(params: SamplingParams) -> Any:
