@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import jsonschema
 import openai
 import pytest
 
 from tests.e2e import test_openai_sdk as sdk
+from tests.e2e.conftest import Running
 
 MODEL, QUESTION = sdk.MODEL, sdk.QUESTION
 client = sdk.client  # the SDK tests' client; `model` (one per engine) is the e2e conftest's
@@ -61,6 +63,43 @@ def test_completion_logprobs_in_the_legacy_shape(client: openai.OpenAI) -> None:
     offsets = [o for c in chunks if c.choices[0].logprobs
                for o in c.choices[0].logprobs.text_offset]
     assert offsets == logprobs.text_offset
+
+
+def test_echo_scores_continuations_as_lm_evaluation_harness_reads_them(
+    client: openai.OpenAI, model: str, cluster: Running,
+) -> None:
+    # lm-evaluation-harness's `local-completions` loglikelihood: the context and the
+    # continuation as token ids, echo, logprobs 1, max_tokens 1; the continuation's tokens
+    # are token_logprobs[len(context):-1], greedy when each is its place's likeliest.
+    def ids(text: str, special: bool) -> list[int]:
+        body = {"model": model, "prompt": text, "add_special_tokens": special}
+        return list(httpx.post(f"{cluster.url}/tokenize", json=body, timeout=60).json()["tokens"])
+
+    context = ids("The capital of France is", True)
+    scores = {}
+    for continuation in (" Paris", " a banana"):
+        prompt = context + ids(continuation, False)
+        out = client.completions.create(model=model, prompt=[prompt], temperature=0,
+                                        max_tokens=1, logprobs=1, seed=1234, echo=True)
+        choice, usage = out.choices[0], out.usage
+        assert choice.logprobs is not None and usage is not None
+        logprobs = choice.logprobs.token_logprobs or []
+        top = choice.logprobs.top_logprobs or []
+        assert len(logprobs) == len(top) == len(prompt) + 1
+        assert logprobs[0] is None and top[0] is None  # nothing precedes the first token
+        assert (usage.prompt_tokens, usage.completion_tokens) == (len(prompt), 1)
+        assert choice.text.startswith("The capital of France is" + continuation)
+        assert "".join(choice.logprobs.tokens or []) == choice.text
+        scored = list(zip(logprobs[len(context):-1], top[len(context):-1], strict=True))
+        scores[continuation] = (sum(v for v, _ in scored),  # type: ignore[misc]
+                                all(v == max(t.values()) for v, t in scored))  # type: ignore[union-attr]
+    assert scores[" Paris"][0] > scores[" a banana"][0]
+    assert scores[" Paris"][1] and not scores[" a banana"][1]
+    alone = client.completions.create(model=model, prompt="The sky", max_tokens=0, echo=True,
+                                      stream=True, stream_options={"include_usage": True})
+    chunks = list(alone)
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == "The sky"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 0
 
 
 def test_logit_bias_steers_the_sampler(client: openai.OpenAI, model: str) -> None:

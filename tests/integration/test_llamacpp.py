@@ -302,6 +302,50 @@ async def test_logprobs_follow_the_text_and_the_greedy_choice(engine: LlamaCppEn
     assert none == []
 
 
+ECHOED = "The capital of France is Paris. The capital of Italy is"
+
+
+def logits_all_logprobs(tokens: list[int]) -> list[float]:
+    """Each token's log probability given those before it, from llama-cpp-python's own
+    `logits_all` pass over them (a second context of the same GGUF)."""
+    import numpy as np
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(resolve_weights("bundled:smollm2-135m")), n_ctx=512,
+                n_threads=1, logits_all=True, verbose=False)
+    try:
+        llm.eval(tokens)
+        out = []
+        for i in range(1, len(tokens)):
+            row = llm.scores[i - 1].astype(np.float64)
+            out.append(float(row[tokens[i]] - row.max() - np.log(np.exp(row - row.max()).sum())))
+        return out
+    finally:
+        llm.close()
+
+
+async def test_echo_sends_the_prompt_with_llama_cpps_own_logprobs(engine: LlamaCppEngine) -> None:
+    params = SamplingParams(echo=True, temperature=0, max_tokens=4, logprobs=2)
+    items = [item async for item in engine.generate("r", TextPrompt(ECHOED), params)]
+    echo, done = items[0], items[-1]
+    assert isinstance(echo, Delta) and isinstance(done, Done)
+    assert (echo.text, echo.tokens, done.completion_tokens) == (ECHOED, 0, 4)
+    plain, _ = await generate(engine, TextPrompt(ECHOED), temperature=0, max_tokens=4)
+    assert "".join(item.text for item in items) == ECHOED + plain  # the answer is unchanged
+    entries = echo.logprobs or []
+    tokens = (await engine.tokenize(TokenizeInputs(prompt=TextPrompt(ECHOED)))).tokens
+    assert len(entries) == len(tokens) == done.prompt_tokens
+    assert b"".join(e.token for e in entries).decode() == ECHOED
+    assert (entries[0].logprob, entries[0].top) == (None, [])  # nothing precedes it
+    assert [e.logprob for e in entries[1:]] == pytest.approx(logits_all_logprobs(tokens),
+                                                             abs=1e-4)
+    for entry in entries[1:]:
+        assert len(entry.top) == 2 and entry.logprob <= entry.top[0].logprob  # type: ignore[operator]
+    # The prompt alone (max_tokens 0), given as token ids: its text, and nothing generated.
+    text, done = await generate(engine, TokenPrompt(tokens), echo=True, max_tokens=0)
+    assert (text, done.completion_tokens, done.finish_reason) == (ECHOED, 0, "length")
+
+
 WEATHER_TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "The current weather in a city",
     "parameters": {"type": "object", "required": ["city"], "additionalProperties": False,

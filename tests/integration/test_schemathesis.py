@@ -72,7 +72,7 @@ SECURED = Config(models=[MODEL], auth=AuthConfig(enabled=True, admin_key_env=ADM
 # Options the router refuses with 400, or that a fuzzed body rarely gets right (token
 # ids, tool plans, log probabilities); a body without them, naming a served model,
 # reaches the sim worker.
-REFUSED = ("logit_bias", "tools", "logprobs", "top_logprobs", "echo", "best_of", "suffix",
+REFUSED = ("logit_bias", "tools", "logprobs", "top_logprobs", "best_of", "suffix",
            "tool_choice", "thinking", "top_k")
 # ... and on the Ollama API (as are `options` that switch on a sampler raylane lacks).
 REFUSED += ("think", "format", "images", "template", "context", "width", "height", "steps")

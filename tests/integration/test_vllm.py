@@ -222,6 +222,35 @@ async def test_logprobs_follow_the_text_and_the_greedy_choice(engine: VllmEngine
         assert entry.logprob == entry.top[0].logprob <= 0
 
 
+async def test_echo_scores_a_prompt_as_generation_scored_its_tokens(engine: VllmEngine) -> None:
+    # lm-evaluation-harness's loglikelihood: echo a context and its continuation with
+    # max_tokens 0, and read the continuation's log probabilities.
+    context = "The capital of France is"
+    answer: list[TokenLogprob] = []
+    async for item in engine.generate("gen", TextPrompt(context),
+                                      SamplingParams(temperature=0, max_tokens=6, logprobs=1)):
+        answer += item.logprobs or []
+    tokens = (await engine.tokenize(TokenizeInputs(prompt=TextPrompt(context)))).tokens
+    whole = tokens + [int(t) for t in engine._tokenizer.convert_tokens_to_ids(
+        engine._tokenizer.tokenize(b"".join(e.token for e in answer).decode()))]
+    items = [item async for item in engine.generate(
+        "echo", TokenPrompt(whole), SamplingParams(echo=True, max_tokens=0, logprobs=1))]
+    echo, done = items
+    assert isinstance(echo, Delta) and isinstance(done, Done)
+    assert echo.text == context + b"".join(e.token for e in answer).decode()
+    assert (done.completion_tokens, done.prompt_tokens, done.text) == (0, len(whole), "")
+    entries = echo.logprobs or []
+    assert len(entries) == len(whole) and entries[0].logprob is None
+    scored = entries[len(tokens):]
+    assert [e.token for e in scored] == [e.token for e in answer]
+    # One prefill against one decode step per token, in bfloat16: close, not equal.
+    assert [e.logprob for e in scored] == pytest.approx([e.logprob for e in answer], abs=0.15)
+    text, done, _ = await generate(engine, TextPrompt(context), temperature=0, max_tokens=3,
+                                   echo=True)
+    plain, _, _ = await generate(engine, TextPrompt(context), temperature=0, max_tokens=3)
+    assert (text, done.completion_tokens) == (context + plain, 3)
+
+
 async def test_a_forced_tool_call_follows_the_schema(engine: VllmEngine) -> None:
     import jsonschema
 

@@ -8,7 +8,13 @@ import pytest
 
 from raylane.cluster.config import Config, ModelConfig, PoolConfig, QueueConfig
 from raylane.cluster.errors import InvalidRequest, ModelNotFound
-from raylane.cluster.messages import ChatPrompt, EmbedInputs, TextPrompt, TokenPrompt
+from raylane.cluster.messages import (
+    ChatPrompt,
+    EmbedInputs,
+    SamplingParams,
+    TextPrompt,
+    TokenPrompt,
+)
 from raylane.router.admission import admit
 from raylane.router.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from raylane.router.requests import chat_jobs, completion_jobs, decode, embedding_job
@@ -162,6 +168,23 @@ def test_completion_answers_are_ordered_prompt_by_prompt() -> None:
     # OpenAI's choice index is prompt index * n + i: the job order is the choice order.
     assert [(j.prompt, j.params.seed) for j in jobs] == [
         (TextPrompt("a"), 1), (TextPrompt("a"), 2), (TextPrompt("b"), 1), (TextPrompt("b"), 2)]
+
+
+def test_echo_reaches_the_job_and_alone_allows_max_tokens_zero() -> None:
+    ticket = admit(CONFIG, "m", None, {}, "text")
+
+    def params(**fields: object) -> SamplingParams:
+        body = json.dumps({"model": "m", "prompt": "x", **fields}).encode()
+        return completion_jobs(decode(body, CompletionRequest), ticket, "inbox")[0].params
+
+    assert (params().echo, params().max_tokens) == (False, 16)
+    echoed = params(echo=True, max_tokens=0, logprobs=1)
+    assert (echoed.echo, echoed.max_tokens, echoed.logprobs) == (True, 0, 1)
+    with pytest.raises(InvalidRequest) as error:
+        params(max_tokens=0)
+    assert error.value.param == "max_tokens" and "echo" in error.value.message
+    assert refusal(json.dumps({"model": "m", "prompt": "x", "max_tokens": -1}).encode(),
+                   CompletionRequest).param == "max_tokens"
 
 
 @pytest.mark.parametrize(("fields", "param"), [({"n": 0}, "n"), ({"n": 17}, "n")])

@@ -93,6 +93,20 @@ def test_completion_logprobs_are_the_legacy_shape_with_offsets_across_chunks() -
     assert merged == choice["logprobs"]
 
 
+def test_an_echoed_prompt_leads_the_text_and_its_first_token_has_no_logprob() -> None:
+    prompt = [TokenLogprob(b"The", None), lp(b" sky", -4.0, (b" sky", -4.0))]
+    events = [Delta(text="The sky", tokens=0, logprobs=prompt),
+              Delta(text=" is", tokens=1, logprobs=[lp(b" is", -0.5, (b" is", -0.5))]),
+              done(logprobs=[])]
+    choice, chunks = run(CompletionShape(logprobs=True), events)
+    assert choice["text"] == "The sky is"
+    assert choice["logprobs"] == {
+        "tokens": ["The", " sky", " is"], "token_logprobs": [None, -4.0, -0.5],
+        "top_logprobs": [None, {" sky": -4.0}, {" is": -0.5}], "text_offset": [0, 3, 7]}
+    assert [c["text"] for c in chunks] == ["The sky", " is", ""]  # the prompt goes out first
+    assert [t for c in chunks for t in c["logprobs"]["token_logprobs"]] == [None, -4.0, -0.5]
+
+
 def test_held_back_text_keeps_its_logprobs_until_it_goes_out() -> None:
     # Text that may begin a tool call waits, and so do its tokens' log probabilities.
     shape = ChatShape(logprobs=True, tools=ToolPlan("auto", ("f",), tools="[]"))

@@ -33,6 +33,18 @@ async def test_echoes_the_last_message_up_to_max_tokens() -> None:
     assert (done.finish_reason, done.completion_tokens) == ("length", 5)
 
 
+async def test_echo_sends_the_prompt_first_with_its_words_logprobs() -> None:
+    engine = SimEngine(SimOptions(tokens_per_s=1000))
+    params = SamplingParams(echo=True, max_tokens=2, logprobs=1)
+    items = [item async for item in engine.generate("r", TextPrompt("x y"), params)]
+    assert isinstance(items[0], Delta) and (items[0].text, items[0].tokens) == ("x y", 0)
+    assert [(e.token, e.logprob) for e in items[0].logprobs or []] == [(b"x", None),
+                                                                      (b" y", -0.5)]
+    assert "".join(i.text for i in items) == "x yx y"
+    text, done = await run(engine, TextPrompt("x y"), echo=True, max_tokens=0)
+    assert (text, done.completion_tokens, done.finish_reason) == ("x y", 0, "length")
+
+
 async def test_natural_end_after_default_tokens() -> None:
     engine = SimEngine(SimOptions(tokens_per_s=1000, default_tokens=3))
     text, done = await run(engine, TextPrompt("x y"))
