@@ -48,7 +48,8 @@ def admit(
     priority = key_priority(priority, served.queue.default_priority)
     timeout = _header_timeout(headers) or served.queue.timeout_s
     now = time.time()
-    prefix = {"chat": "chatcmpl", "embedding": "embd", "message": "msg"}.get(kind, "cmpl")
+    prefix = {"chat": "chatcmpl", "embedding": "embd", "message": "msg",
+              "response": "resp"}.get(kind, "cmpl")
     request_id = request_ids.current()
     return Ticket(served, priority, now, now + timeout, request_id, tenant(user),
                   f"{prefix}-{request_id}")

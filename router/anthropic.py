@@ -25,16 +25,22 @@ the first one begins the stream, and `message_start` follows it at once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
 
 from raylane.cluster.config import ModelConfig
-from raylane.cluster.errors import JobLost, RaylaneError
+from raylane.cluster.errors import JobLost
 from raylane.cluster.messages import Done, Job
 from raylane.router.errors import anthropic_error_body
+from raylane.router.event_streams import (
+    first_item,
+    lost_after_output,
+    named_events,
+    whole_text,
+)
 from raylane.router.jobs import JobEvent, JobRunner, Restart, text_only
 from raylane.router.timeline import Timeline
 from raylane.router.tool_calls import (
@@ -46,7 +52,6 @@ from raylane.router.tool_calls import (
     whole_calls,
 )
 from raylane.router.tools import NO_TOOLS, ToolPlan
-from raylane.router.waiting import Note, queue_notes
 
 _json = msgspec.json.Encoder()
 
@@ -109,19 +114,8 @@ class MessageRun:
 
     async def collect(self) -> dict[str, Any]:
         """Wait for the answer and build the whole `message`."""
-        text: list[str] = []
-        done: Done | None = None
-        async for _, job_event in self.runner.run([self.job], self.model, self.timeline):
-            event = text_only(job_event)
-            if isinstance(event, Restart):
-                text.clear()  # nothing reached the client: retry transparently
-                continue
-            text.append(event.text)
-            if isinstance(event, Done):
-                done = event
-        if done is None:
-            raise JobLost("The job ended without an answer.")
-        content, calls = read_piece(tool_reader(self.tools), "".join(text), end=True)
+        text, done = await whole_text(self.runner, self.job, self.model, self.timeline)
+        content, calls = read_piece(tool_reader(self.tools), text, end=True)
         blocks = [{"type": "text", "text": content}] if content or not calls else []
         blocks += [tool_use(c) for c in whole_calls(calls)]
         return self._message(blocks, done, bool(calls))
@@ -129,45 +123,24 @@ class MessageRun:
     async def stream(self) -> AsyncIterator[bytes]:
         """Start the stream; raises (as an HTTP error) if it fails before its first event or
         queue-position comment."""
-        events = queue_notes(self.runner.run([self.job], self.model, self.timeline),
-                             self.runner, [self.job], self.timeline, self.notes_every_s)
-        first = await anext(events)
-        return self._sse(first, events)
-
-    async def _sse(
-        self, first: tuple[int, JobEvent] | Note,
-        rest: AsyncGenerator[tuple[int, JobEvent] | Note, None],
-    ) -> AsyncIterator[bytes]:
-        # The events of one job event go out as one write: one message through the proxy.
-        head = [first.sse()] if isinstance(first, Note) else []
+        first, rest = await first_item(self.runner, [self.job], self.model, self.timeline,
+                                       self.notes_every_s)
         self.sent.reader = tool_reader(self.tools)
-        head.append(sse("message_start", {"type": "message_start",
-                                          "message": self._message([], None)}))
+        opening = [sse("message_start", {"type": "message_start",
+                                         "message": self._message([], None)})]
         if self.sent.reader is None:
-            head += self._open("text")
-        head.append(sse("ping", {"type": "ping"}))
-        try:
-            if not isinstance(first, Note):
-                head += self._events(first[1])
-            yield b"".join(head)
-            head = []
-            async for item in rest:
-                if chunks := [item.sse()] if isinstance(item, Note) else self._events(item[1]):
-                    yield b"".join(chunks)
-        except RaylaneError as exc:
-            yield b"".join(head) + sse("error", anthropic_error_body(exc))
-            return
-        finally:
-            await rest.aclose()
-        yield b"".join(self._closing())
+            opening += self._open("text")
+        opening.append(sse("ping", {"type": "ping"}))
+        return named_events(first, rest, opening=opening, events=self._events,
+                            failed=lambda exc: sse("error", anthropic_error_body(exc)),
+                            closing=self._closing)
 
     def _events(self, job_event: JobEvent) -> list[bytes]:
         event = text_only(job_event)
         sent = self.sent
         if isinstance(event, Restart):
             if sent.started:
-                raise JobLost("The worker generating this response was lost after part of it "
-                              "was sent; the response is incomplete. Retry the request.")
+                raise lost_after_output()
             sent.reader = tool_reader(self.tools)  # what it held back goes with the attempt
             return []
         if isinstance(event, Done):

@@ -46,7 +46,7 @@ from raylane.router.anthropic_protocol import (
     blocks_text,
     refuse_block,
 )
-from raylane.router.errors import invalid_body
+from raylane.router.errors import convert_at
 from raylane.router.protocol import FunctionDefinition, Sampling, Tool
 from raylane.router.requests import prompt_job, sampling
 from raylane.router.tools import NO_TOOLS, Fields, ToolPlan, plan
@@ -99,13 +99,7 @@ def _tool(raw: dict[str, Any], index: int) -> Tool:
         raise InvalidRequest(f"Server tools ({kind!r}) are not supported: raylane runs "
                              "custom tools, given by name, description and input_schema.",
                              param=f"{where}.type")
-    try:
-        t = msgspec.convert(raw, AnthropicTool)
-    except msgspec.ValidationError as exc:
-        error = invalid_body(exc)
-        raise InvalidRequest(f"{where}: {error.message}",
-                             param=f"{where}.{error.param}" if error.param else where
-                             ) from None
+    t = convert_at(raw, AnthropicTool, where)
     return Tool(type="function", function=FunctionDefinition(
         name=t.name, description=t.description, parameters=t.input_schema))
 

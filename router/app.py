@@ -12,6 +12,7 @@ from raylane.router.admin_routes import admin_api
 from raylane.router.anthropic_routes import anthropic_api
 from raylane.router.metrics import metrics_api
 from raylane.router.ollama_routes import ollama_api
+from raylane.router.responses_routes import responses_api
 from raylane.router.routes import api
 from raylane.router.state import RouterState
 from raylane.router.timeline import QUEUE_WAIT_HEADER
@@ -28,6 +29,7 @@ def build_app(state: RouterState, echo_request_id: bool = True) -> FastAPI:
     errors.install(app)
     app.include_router(api)
     app.include_router(anthropic_api)
+    app.include_router(responses_api)
     app.include_router(ollama_api)
     app.include_router(metrics_api)
     admin = auth.admin_key(state.config) is not None

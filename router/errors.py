@@ -16,6 +16,7 @@ by `install` turn them (and anything unexpected) into responses.
 from __future__ import annotations
 
 import logging
+from typing import Any, TypeVar
 
 import msgspec
 from fastapi import FastAPI, Request
@@ -26,6 +27,8 @@ from starlette.responses import JSONResponse
 from raylane.cluster.errors import InvalidRequest, QueueFull, RaylaneError
 from raylane.cluster.yamlpos import split_error
 from raylane.router import request_ids
+
+T = TypeVar("T")
 
 log = logging.getLogger("raylane.router")
 
@@ -96,6 +99,17 @@ def invalid_body(exc: msgspec.DecodeError) -> InvalidRequest:
     if not param:
         return InvalidRequest(f"Invalid request body: {message}")
     return InvalidRequest(f"{message} (at '{param}')", param=param)
+
+
+def convert_at(raw: Any, type_: type[T], where: str) -> T:
+    """`raw` (a part of a body decoded loosely) as `type_`, or a 400 whose `param` names
+    the field within `where` (`tools[2].name`)."""
+    try:
+        return msgspec.convert(raw, type_)
+    except msgspec.ValidationError as exc:
+        error = invalid_body(exc)
+        raise InvalidRequest(f"{where}: {error.message}",
+                             param=f"{where}.{error.param}" if error.param else where) from None
 
 
 def install(app: FastAPI) -> None:

@@ -27,13 +27,14 @@ from typing import Any
 import msgspec
 
 from raylane.cluster.config import ModelConfig
-from raylane.cluster.errors import JobLost, RaylaneError
+from raylane.cluster.errors import RaylaneError
 from raylane.cluster.messages import Done, Job
 from raylane.router.errors import error_body
+from raylane.router.event_streams import first_item, lost_after_output
 from raylane.router.jobs import JobEvent, JobRunner, Restart, text_only
 from raylane.router.shapes import ChoiceWriter, Shape
 from raylane.router.timeline import Timeline
-from raylane.router.waiting import Note, queue_notes
+from raylane.router.waiting import Note
 
 _json = msgspec.json.Encoder()
 
@@ -84,10 +85,9 @@ class Generation:
     async def stream(self) -> AsyncIterator[bytes]:
         """Start the stream; raises (as an HTTP error) if it fails before its first text or
         queue-position comment."""
-        events = queue_notes(self.runner.run(self.jobs, self.model, self.timeline),
-                             self.runner, self.jobs, self.timeline, self.notes_every_s)
-        first = await anext(events)
-        return self._sse(first, events)
+        first, rest = await first_item(self.runner, self.jobs, self.model, self.timeline,
+                                       self.notes_every_s)
+        return self._sse(first, rest)
 
     async def _sse(
         self, first: tuple[int, JobEvent] | Note,
@@ -125,10 +125,7 @@ class Generation:
         event = text_only(job_event)
         if isinstance(event, Restart):
             if choice.writer.started:
-                raise JobLost(
-                    "The worker generating this response was lost after part of it was "
-                    "sent; the response is incomplete. Retry the request."
-                )
+                raise lost_after_output()
             choice.writer = self.shape.choice(index)
             return []
         if isinstance(event, Done):

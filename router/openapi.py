@@ -23,7 +23,13 @@ import msgspec
 from fastapi import FastAPI
 from msgspec import Meta
 
-from raylane.router import admin_routes, anthropic_schemas, ollama_schemas, schemas
+from raylane.router import (
+    admin_routes,
+    anthropic_schemas,
+    ollama_schemas,
+    responses_schemas,
+    schemas,
+)
 from raylane.router.admission import MAX_TIMEOUT_S
 from raylane.router.anthropic_protocol import CountTokensRequest, MessagesRequest
 from raylane.router.ollama_protocol import (
@@ -41,6 +47,7 @@ from raylane.router.protocol import (
     Priority,
     TokenizeRequest,
 )
+from raylane.router.responses_protocol import ResponsesRequest
 
 JSON = "application/json"
 SSE = "text/event-stream"
@@ -168,6 +175,11 @@ OPERATIONS = (
               "Anthropic Messages API: the input tokens a message of this conversation would "
               "have.", anthropic_schemas.TokenCount, GENERATION_ERRORS,
               body=CountTokensRequest, error=anthropic_schemas.AnthropicError),
+    Operation("post", "/v1/responses", "createResponse",
+              "Responses API: answer the input (nothing is stored).",
+              responses_schemas.Response, GENERATION_ERRORS, body=ResponsesRequest,
+              chunk=responses_schemas.ResponseStreamEvent,
+              events=responses_schemas.RESPONSE_EVENTS),
     *OLLAMA_OPERATIONS,
 )
 
@@ -315,8 +327,9 @@ def _ok_description(op: Operation) -> str:
                 "`done` false, then `done` true with the counts, or an error line if it fails "
                 "after text was sent.")
     if op.events:
-        return ("The message; with `stream: true`, its events from `message_start` to "
-                "`message_stop`, or ending with an `error` event if it fails after text was sent.")
+        return (f"The answer; with `stream: true`, its events from `{op.events[0]}` to "
+                f"`{op.events[-2]}`, or ending with an `error` event if it fails after "
+                "output was sent.")
     return ("The completion; with `stream: true`, a stream of chunks ending with "
             "`data: [DONE]`, or with an error event if it fails after text was sent.")
 

@@ -231,6 +231,10 @@ STREAM = {"stream": True, "stream_options": {"include_usage": True}}
 MESSAGE = {"model": "sim", "max_tokens": 4, "system": "Be brief.",
            "messages": [{"role": "user", "content": "one two three"}]}
 OLLAMA_TEXT = {"model": "sim", "prompt": "one two", "options": {"num_predict": 3}}
+RESPONSE = {"model": "sim", "max_output_tokens": 4, "instructions": "Be brief.",
+            "input": [{"role": "user", "content": "one two three"},
+                      {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+                      {"type": "function_call_output", "call_id": "c", "output": "four"}]}
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
 EXPLICIT: dict[str, list[dict[str, Any]]] = {
@@ -241,6 +245,10 @@ EXPLICIT: dict[str, list[dict[str, Any]]] = {
     "POST /v1/messages": [{"body": MESSAGE, "media_type": JSON},
                           {"body": MESSAGE | {"stream": True}, "media_type": JSON},
                           {"body": MESSAGE | {"model": "unknown"}, "media_type": JSON}],
+    "POST /v1/responses": [{"body": RESPONSE, "media_type": JSON},
+                           {"body": RESPONSE | {"stream": True}, "media_type": JSON},
+                           {"body": RESPONSE | {"previous_response_id": "r"},
+                            "media_type": JSON}],
     # Ollama streams unless told not to.
     "POST /api/chat": [{"body": CHAT, "media_type": JSON},
                        {"body": CHAT | {"stream": False}, "media_type": JSON}],
@@ -301,7 +309,8 @@ def test_the_fuzzer_reached_every_answer_kind(fuzzed: Fuzzed, variant: str) -> N
     answers = fuzzed(variant)[0].answers
     if not answers:
         pytest.skip("runs after test_the_router_answers_as_documented")
-    for operation in ("POST /v1/chat/completions", "POST /v1/completions", "POST /v1/messages"):
+    for operation in ("POST /v1/chat/completions", "POST /v1/completions", "POST /v1/messages",
+                      "POST /v1/responses"):
         assert answers[operation, 200, JSON], answers
         assert answers[operation, 200, "text/event-stream"], answers
         assert answers[operation, 400, JSON], answers

@@ -7,7 +7,7 @@ response Structs forbid unknown fields), with a scripted runner in place of the 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Sequence
 
 import msgspec
 import pytest
@@ -33,6 +33,7 @@ from raylane.router.jobs import JobEvent, Restart
 from raylane.router.requests import decode
 from raylane.router.tools import ToolPlan
 from raylane.workers.stops import StopMatcher
+from tests.unit.scripted import Script, named_events
 
 MODEL = ModelConfig(name="m", pools=[PoolConfig(backend="sim")])
 CONFIG = Config(models=[MODEL])
@@ -121,21 +122,6 @@ def test_what_raylane_cannot_honour_is_refused_by_name(fields: dict, param: str)
     assert param.split("[")[0].split(".")[-1] in error.message or "image" in error.message
 
 
-class Script:
-    """A runner that replays job events (and then, optionally, raises)."""
-
-    def __init__(self, events: Sequence[JobEvent], error: RaylaneError | None = None) -> None:
-        self.events = events
-        self.error = error
-
-    async def run(self, jobs: Sequence[Job], model: ModelConfig, timeline: object = None
-                  ) -> AsyncGenerator[tuple[int, JobEvent], None]:
-        for event in self.events:
-            yield 0, event
-        if self.error is not None:
-            raise self.error
-
-
 def message_run(events: Sequence[JobEvent], error: RaylaneError | None = None,
                 **fields: object) -> MessageRun:
     req = decode(body(**fields), MessagesRequest)
@@ -168,16 +154,7 @@ async def test_the_whole_message_matches_its_schema(end: Done, reason: str,
 
 
 async def events(run: MessageRun) -> list[tuple[str, anthropic_schemas.StreamEvent]]:
-    out = []
-    stream = b"".join([raw async for raw in await run.stream()]).decode()
-    assert stream.endswith("\n\n")
-    for raw in stream.removesuffix("\n\n").split("\n\n"):
-        head, data = raw.split("\n")
-        assert head.startswith("event: ") and data.startswith("data: ")
-        event = msgspec.json.decode(data.removeprefix("data: "),
-                                    type=anthropic_schemas.MessageEvent)
-        out.append((head.removeprefix("event: "), event))
-    return out
+    return await named_events(await run.stream(), anthropic_schemas.MessageEvent)
 
 
 async def test_the_stream_is_anthropics_event_sequence() -> None:

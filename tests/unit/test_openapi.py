@@ -18,12 +18,13 @@ from raylane.router.admin_routes import admin_api
 from raylane.router.anthropic_routes import anthropic_api
 from raylane.router.ollama_routes import ollama_api
 from raylane.router.openapi import OPERATIONS, document
+from raylane.router.responses_routes import responses_api
 from raylane.router.routes import api
 from raylane.router.shapes import ChatShape, CompletionShape
 from raylane.router.tools import ToolPlan
 
 DOC = document("raylane", "0.0.0")
-ROUTERS = (api, anthropic_api, ollama_api)
+ROUTERS = (api, anthropic_api, responses_api, ollama_api)
 ERROR_REFS = {op.path: f"#/components/schemas/{op.error.__name__}" for op in OPERATIONS}
 
 
@@ -58,7 +59,8 @@ def test_each_route_has_its_bodies_and_errors(method: str, path: str) -> None:
     if method == "post":
         assert operation["requestBody"]["required"] is True
         assert "$ref" in operation["requestBody"]["content"]["application/json"]["schema"]
-        streams = path in ("/v1/chat/completions", "/v1/completions", "/v1/messages")
+        streams = path in ("/v1/chat/completions", "/v1/completions", "/v1/messages",
+                           "/v1/responses")
         assert ("text/event-stream" in responses["200"]["content"]) == streams
         assert {"400", "404", "413", "429", "503", "504"} <= set(responses)
         assert "Retry-After" in responses["429"]["headers"]
