@@ -192,6 +192,11 @@ def pool_names(model: ModelConfig) -> list[str]:
     return [pool_name(pool, index) for index, pool in enumerate(model.pools)]
 
 
+LIGHT_LANE = "~light"
+"""The queue of a model's light jobs (tokenizing), which every worker of the model serves
+beside its slots, named as a pool's own queue would be; no pool name begins with `~`."""
+
+
 def deployment_name(model: str, pool: str) -> str:
     """The Ray Serve deployment running a model's pool."""
     return f"worker:{model}:{pool}"
@@ -294,6 +299,8 @@ def _check_pool_times(pool: PoolConfig, at: str, fail: _Failer) -> None:
 
 
 def _check_pool(pool: PoolConfig, at: str, fail: _Failer) -> None:
+    if pool.name is not None and pool.name.startswith("~"):
+        fail(f"{at}.name", f"pool names may not begin with '~' ({pool.name!r})")
     if pool.model is None and pool.backend != "sim":
         fail(f"{at}.model", f"required for backend {pool.backend!r}")
     if pool.slots < 1:

@@ -22,6 +22,8 @@ class WorkerBeat(msgspec.Struct, kw_only=True, frozen=True):
     at: float
     node: str = ""
     pid: int = 0
+    light: bool = False
+    """Whether the worker serves the model's light lane (`LIGHT_LANE`)."""
 
 
 _encode = msgspec.json.Encoder().encode

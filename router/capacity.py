@@ -49,6 +49,19 @@ class Capacity:
     def __init__(self, queue: JobQueue) -> None:
         self.queue = queue
         self._drains: dict[tuple[str, str | None], tuple[float, Drain]] = {}
+        self._light: dict[str, tuple[float, bool]] = {}
+
+    async def light(self, model: str) -> bool:
+        """Whether a live worker of `model` serves its light lane (`LIGHT_LANE`), at most a
+        second old: none does while the model is scaled to zero, or runs only workers from
+        before the lane."""
+        now = time.monotonic()
+        cached = self._light.get(model)
+        if cached is None or now - cached[0] > RATE_TTL_S:
+            workers = await live_workers(self.queue.redis, self.queue.keys, model)
+            cached = (now, any(w.light for w in workers))
+            self._light[model] = cached
+        return cached[1]
 
     async def drain(self, model: str, pool: str | None = None) -> Drain:
         """The drain measures of a model or one of its pools, at most a second old."""

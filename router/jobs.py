@@ -23,7 +23,7 @@ from typing import TypeAlias, TypeVar
 from redis.exceptions import RedisError
 
 from raylane.cluster.apikeys import ApiKey
-from raylane.cluster.config import ModelConfig, woken
+from raylane.cluster.config import LIGHT_LANE, ModelConfig, woken
 from raylane.cluster.errors import (
     ContextLengthExceeded,
     EngineError,
@@ -137,10 +137,10 @@ class JobRunner:
         failure: BaseException | None = None
         try:
             try:
-                pool = await self.capacity.route(jobs, model)
+                pool, wake = await self._lane(jobs, model)
                 timeline.queued(pool)
                 await self.queue.enqueue(jobs, max_depth=model.queue.max_depth, pool=pool,
-                                         wake=woken(model, jobs[0].priority, pool))
+                                         wake=wake)
             except (RedisError, OSError) as exc:
                 raise ServiceUnavailable(f"The queue is unreachable: {exc}") from exc
             streams = [_follow(job, waiter, partial(timeline.start, i))
@@ -160,6 +160,16 @@ class JobRunner:
                 await _cancel_quietly(self.queue, [jobs[i].id for i in pending])
             _log_end(jobs, timeline, not pending, failure)
 
+
+    async def _lane(self, jobs: Sequence[Job], model: ModelConfig
+                    ) -> tuple[str | None, list[str]]:
+        """The queue the jobs go to (None: the model's shared queue) and the pools they wake:
+        tokenize jobs to the model's light lane, where a worker serves it, so they never wait
+        for a slot behind generations; others where the capacity estimate routes them."""
+        if all(job.kind == "tokenize" for job in jobs) and await self.capacity.light(model.name):
+            return LIGHT_LANE, [LIGHT_LANE]
+        pool = await self.capacity.route(jobs, model)
+        return pool, woken(model, jobs[0].priority, pool)
 
     async def result(self, job: Job, model: ModelConfig, answer: type[WholeAnswer],
                      timeline: Timeline | None = None) -> WholeAnswer:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import msgspec
 from redis.exceptions import RedisError
 
-from raylane.cluster.config import ModelConfig, PoolConfig, pool_names
+from raylane.cluster.config import LIGHT_LANE, ModelConfig, PoolConfig, pool_names
 from raylane.cluster.errors import ContextLengthExceeded, InvalidRequest
 from raylane.cluster.messages import (
     DetokenizeInputs,
@@ -55,13 +55,28 @@ log = logging.getLogger("raylane.worker")
 
 IDLE_WAIT_S = 1.0
 """Longest an idle worker waits for a wake-up before polling the queue again."""
+LIGHT_SLOTS = 4
+"""Light jobs (tokenizing) one worker runs at once, beside its slots."""
 HEARTBEAT_S = 0.5
 """Heartbeat period: bounds how late a cancellation is noticed."""
+
+
+@dataclass(frozen=True)
+class Lane:
+    """Where one lease loop takes jobs from, and how many of them may run at once."""
+
+    queue: str
+    """The pool whose own queue (and wake-up list) it reads: this worker's, or `LIGHT_LANE`."""
+    slots: asyncio.Semaphore
+    priorities: tuple[int | None, int | None] = (None, None)
+    shared: bool = False
+    """Whether it also takes from the model's shared queue."""
 
 
 @dataclass
 class Running:
     leased: LeasedJob
+    lane: Lane
     task: asyncio.Task[None] | None = None
     stop: str | None = None
     """Why the job is being stopped early: 'cancel', 'lost', 'deadline' or 'release'."""
@@ -83,11 +98,14 @@ class PullLoop:
         self.pool = pool
         self.pool_name = pool_name
         self.worker_id = worker_id
-        self.wake = pool_names(model)
-        """The pools a job this worker gives back wakes: all of the model's."""
+        self.wake = [*pool_names(model), LIGHT_LANE]
+        """The lanes a job this worker gives back wakes: all of the model's."""
         self.metrics = PoolMetrics(Recorder(queue.redis, queue.keys), model.name, pool_name)
         self.running: dict[str, Running] = {}
-        self._slots = asyncio.Semaphore(pool.slots)
+        self.lanes = (Lane(pool_name, asyncio.Semaphore(pool.slots), pool.priorities,
+                           shared=not pool.overflow),
+                      Lane(LIGHT_LANE, asyncio.Semaphore(LIGHT_SLOTS)))
+        """Its slots, on its pool's queues; and the model's light lane."""
         self._leasing = True
         self._tasks: list[asyncio.Task[None]] = []
         self._routers_trusted_at = 0.0
@@ -95,7 +113,8 @@ class PullLoop:
 
     def start(self) -> None:
         self.metrics.recorder.start()
-        self._tasks = [asyncio.create_task(self._lease_forever(), name="raylane-lease"),
+        self._tasks = [*(asyncio.create_task(self._lease_forever(lane), name="raylane-lease")
+                         for lane in self.lanes),
                        asyncio.create_task(self._heartbeat_forever(), name="raylane-heartbeat")]
 
     @property
@@ -105,7 +124,7 @@ class PullLoop:
     async def stop(self, grace_s: float) -> None:
         """Stop leasing; running jobs get `grace_s` to finish, the rest go back to the queue."""
         self._leasing = False
-        await _cancel(self._tasks[:1])
+        await _cancel(self._tasks[:-1])  # the lease loops
         pending = [r.task for r in self.running.values() if r.task is not None]
         late: set[asyncio.Task[None]] = set()
         if pending:
@@ -123,30 +142,30 @@ class PullLoop:
             await retire(self.queue.redis, self.queue.keys, self.model.name, self.worker_id)
         await self.metrics.recorder.stop()
 
-    async def _lease_forever(self) -> None:
+    async def _lease_forever(self, lane: Lane) -> None:
         while self._leasing:
-            await self._slots.acquire()
+            await lane.slots.acquire()
             try:
-                leased = await self._lease_next()
+                leased = await self._lease_next(lane)
             except BaseException:
-                self._slots.release()
+                lane.slots.release()
                 raise
-            run = Running(leased, clock=self.metrics.clock(leased))
+            run = Running(leased, lane, clock=self.metrics.clock(leased))
             self.running[leased.job.id] = run
             run.task = asyncio.create_task(self._run(run), name=f"job-{leased.job.id}")
 
-    async def _lease_next(self) -> LeasedJob:
-        """Wait until a job can be leased, and lease it."""
+    async def _lease_next(self, lane: Lane) -> LeasedJob:
+        """Wait until a job of `lane` can be leased, and lease it."""
         while True:
             raise_if_cancelled()  # a library may have swallowed the cancel
             try:
                 leased = await self.queue.lease(
                     self.model.name, self.worker_id, lease_s=self.model.queue.lease_s,
-                    priorities=self.pool.priorities, check_routers=self._routers_trusted,
-                    pool=self.pool_name, shared=not self.pool.overflow)
+                    priorities=lane.priorities, check_routers=self._routers_trusted,
+                    pool=lane.queue, shared=lane.shared)
                 if leased is not None:
                     return leased
-                await self.queue.wait_for_work(self.model.name, self.pool_name, IDLE_WAIT_S)
+                await self.queue.wait_for_work(self.model.name, lane.queue, IDLE_WAIT_S)
             except (RedisError, OSError) as exc:
                 raise_if_cancelled()
                 self._redis_failed()
@@ -175,7 +194,7 @@ class PullLoop:
             if run.stop in ("cancel", "deadline"):
                 await self._emit(run, Event.CANCELLED, b"", final=True)
             self.running.pop(job.id, None)
-            self._slots.release()
+            run.lane.slots.release()
             log.info("job finished", extra=fields | {
                 "outcome": run.stop or ended,
                 "runtime_ms": round((time.monotonic() - run.began) * 1000, 1)})
@@ -291,8 +310,8 @@ class PullLoop:
                               wake=self.wake)
         await announce(self.queue.redis, self.queue.keys, self.model.name, WorkerBeat(
             worker=self.worker_id, pool=self.pool_name, backend=self.pool.backend,
-            slots=self.pool.slots, busy=len(self.running), at=time.time(), pid=os.getpid(),
-            node=socket.gethostname()))
+            slots=self.pool.slots, at=time.time(), pid=os.getpid(), node=socket.gethostname(),
+            busy=sum(run.lane is self.lanes[0] for run in self.running.values()), light=True))
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

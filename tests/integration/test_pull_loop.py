@@ -19,8 +19,19 @@ from raylane.cluster.backends import SimOptions
 from raylane.cluster.config import ModelConfig, PoolConfig, QueueConfig
 from raylane.cluster.errors import QueueTimeout, RequestTimeout
 from raylane.cluster.keys import Keys
-from raylane.cluster.messages import ChatPrompt, Delta, Done, Job, Message, SamplingParams
+from raylane.cluster.messages import (
+    ChatPrompt,
+    Delta,
+    Done,
+    Job,
+    Message,
+    SamplingParams,
+    TextPrompt,
+    TokenizeInputs,
+    Tokens,
+)
 from raylane.cluster.queue import JobQueue
+from raylane.cluster.registry import live_workers
 from raylane.router.inbox import Inbox
 from raylane.router.jobs import JobRunner, Restart
 from raylane.workers.pull import PullLoop
@@ -180,3 +191,40 @@ async def test_deadline_mid_generation_stops_the_engine_within_a_second(
     while loop.running:
         await asyncio.sleep(0.02)
     assert time.monotonic() - began < 0.8 + 1.0
+
+
+def tokenize_job(harness: Harness, words: str) -> Job:
+    now = time.time()
+    return Job(id=uuid.uuid4().hex, model="sim", kind="tokenize",
+               prompt=TokenizeInputs(TextPrompt(words), token_strs=True), created_at=now,
+               deadline=now + 10, reply_to=harness.inbox.stream)
+
+
+async def test_tokenize_jobs_are_answered_while_generations_hold_every_slot(
+    harness: Harness,
+) -> None:
+    worker = harness.worker(model(), tokens_per_s=20)  # one slot; 30 tokens take 1.5 s
+    running = asyncio.create_task(harness.answer(harness.job("busy", max_tokens=30)))
+    queued = asyncio.create_task(harness.answer(harness.job("queued", max_tokens=30)))
+    while not worker.running or not await live_workers(harness.redis, KEYS, "sim"):
+        await asyncio.sleep(0.01)  # generating, and announced with its light lane
+    answer = await harness.runner.result(tokenize_job(harness, "one two three"), model(),
+                                         Tokens)
+    assert answer.strs == ["one", "two", "three"]
+    # It overtook the generation in the slot and the one queued for it.
+    assert not running.done() and not queued.done()
+    assert await harness.queue.depth("sim") == 1
+    await asyncio.gather(running, queued)
+
+
+async def test_without_a_worker_of_the_light_lane_tokenize_jobs_queue_for_a_slot(
+    harness: Harness,
+) -> None:
+    # Scaled to zero (or only workers from before the lane): the shared queue, whose depth
+    # the autoscaler reads, takes the job; a worker that comes up answers it.
+    job = tokenize_job(harness, "one two")
+    answer = asyncio.create_task(harness.runner.result(job, model(), Tokens))
+    while not await harness.queue.depth("sim"):
+        await asyncio.sleep(0.01)
+    harness.worker(model())
+    assert (await answer).strs == ["one", "two"]

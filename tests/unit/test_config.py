@@ -69,6 +69,8 @@ def test_defaults_serve_the_bundled_model() -> None:
          ":15: models[0].pools[0].stream_interval_s: must lie in [0, 10] seconds"),
         (("aliases: [gpt-4o-mini]", "aliases: [smollm2-135m]"),
          ":8: models[0].aliases[0]: model name 'smollm2-135m' is already used"),
+        (("name: overflow", "name: ~light"),
+         ":18: models[0].pools[1].name: pool names may not begin with '~'"),
     ],
 )
 def test_a_bad_key_is_named_with_its_line(edit: tuple[str, str], expected: str) -> None:
