@@ -117,6 +117,12 @@ class SamplingParams(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     json_schema: str | None = None
     """The JSON Schema (as JSON text) the answer must match (`response_format`
     `json_schema`); the router has checked it is a valid schema."""
+    choice: list[str] = []
+    """The answer is exactly one of these strings (vLLM's `structured_outputs.choice`)."""
+    regex: str | None = None
+    """The answer matches this regular expression (`structured_outputs.regex`)."""
+    grammar: str | None = None
+    """The answer follows this grammar, in GBNF (`structured_outputs.grammar`)."""
     logprobs: int | None = None
     """Report each completion token's log probability and this many most likely
     alternatives (0-20); None: no log probabilities."""
@@ -132,6 +138,13 @@ class SamplingParams(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     prompt's text as a delta of no completion tokens, with the log probabilities of the
     prompt's tokens when `logprobs` asks for them. `max_tokens` 0 then means the prompt
     alone."""
+
+
+def constrained(params: SamplingParams) -> bool:
+    """Whether decoding is constrained (a JSON answer, a choice, a regex or a grammar), so
+    the answer ends where the constraint is satisfied."""
+    return bool(params.json_object or params.json_schema is not None or params.choice
+                or params.regex is not None or params.grammar is not None)
 
 
 class Job(msgspec.Struct, kw_only=True, frozen=True):

@@ -27,6 +27,8 @@ Int64 = Annotated[int, Meta(ge=INT64_MIN, le=INT64_MAX)]
 MaxTokens = Annotated[int, Meta(ge=1, le=INT64_MAX)]
 Stop = str | Annotated[list[str], Meta(max_length=4)] | None
 MAX_N = 16
+MAX_CHOICES = 256
+"""Most strings `structured_outputs.choice` may list."""
 Choices = Annotated[int, Meta(ge=1, le=MAX_N)]
 """`n`: answers per prompt, each its own job (they count against the prompts limit)."""
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -138,6 +140,22 @@ TopLogprobs = Annotated[int, Meta(ge=0, le=20)]
 CompletionLogprobs = Annotated[int, Meta(ge=0, le=5)]
 
 
+class StructuredOutputs(Strict, kw_only=True):
+    """vLLM's extension: constrain decoding to exactly one of these."""
+
+    choice: Annotated[list[Annotated[str, Meta(min_length=1)]],
+                      Meta(min_length=1, max_length=MAX_CHOICES)] | None = None
+    """The answer is one of these strings."""
+    regex: Annotated[str, Meta(min_length=1)] | None = None
+    """The answer matches this regular expression (vLLM only)."""
+    grammar: Annotated[str, Meta(min_length=1)] | None = None
+    """The answer follows this grammar, in GBNF (llama.cpp's, which vLLM's xgrammar reads)."""
+    json: dict[str, Any] | str | None = None
+    """The answer is JSON matching this JSON Schema (an object, or its JSON text)."""
+    json_object: bool | None = None
+    """The answer is one JSON object."""
+
+
 class Sampling(Strict, kw_only=True):
     """Fields shared by chat and text completions."""
 
@@ -168,6 +186,8 @@ class Sampling(Strict, kw_only=True):
     this many tokens."""
     ignore_eos: bool | None = None
     """vLLM's extension: generate past the end of text, up to max_tokens (benchmarks)."""
+    structured_outputs: StructuredOutputs | None = None
+    """vLLM's extension: a choice, a regex, a grammar or JSON the answer must follow."""
 
 
 class ChatCompletionRequest(Sampling, kw_only=True):

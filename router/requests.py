@@ -21,6 +21,7 @@ from raylane.cluster.messages import (
     TokenPrompt,
     ToolCall,
     Work,
+    constrained,
 )
 from raylane.router.admission import Ticket
 from raylane.router.errors import invalid_body
@@ -34,6 +35,8 @@ from raylane.router.protocol import (
     JsonSchemaFormat,
     ResponseFormat,
     Sampling,
+    StructuredOutputs,
+    TextFormat,
 )
 from raylane.router.tools import ToolPlan, tool_plan
 
@@ -75,7 +78,39 @@ def sampling(req: Sampling, max_tokens: int | None, cap: int | None = None) -> S
         min_tokens=req.min_tokens or 0,
         ignore_eos=bool(req.ignore_eos),
         logit_bias=_logit_bias(req.logit_bias),
+        **_structured(req.structured_outputs),
     )
+
+
+def _structured(outputs: StructuredOutputs | None) -> dict[str, Any]:
+    """The SamplingParams fields of vLLM's `structured_outputs` (exactly one constraint)."""
+    if outputs is None:
+        return {}
+    given = [name for name in ("choice", "regex", "grammar", "json", "json_object")
+             if getattr(outputs, name) not in (None, False)]
+    if len(given) != 1:
+        raise InvalidRequest("structured_outputs takes exactly one of choice, regex, grammar, "
+                             f"json and json_object; it has {len(given)}.",
+                             param="structured_outputs")
+    if outputs.choice is not None:
+        return {"choice": outputs.choice}
+    if outputs.regex is not None:
+        return {"regex": outputs.regex}
+    if outputs.grammar is not None:
+        return {"grammar": outputs.grammar}
+    if outputs.json_object:
+        return {"json_object": True}
+    schema = outputs.json
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except ValueError:
+            raise InvalidRequest("structured_outputs.json is no JSON text.",
+                                 param="structured_outputs.json") from None
+    if not isinstance(schema, dict):
+        raise InvalidRequest("structured_outputs.json is no JSON Schema object.",
+                             param="structured_outputs.json")
+    return {"json_schema": checked_schema(schema, "structured_outputs.json")}
 
 
 def _logit_bias(bias: dict[str, float] | None) -> dict[int, float]:
@@ -97,24 +132,30 @@ def chat_jobs(req: ChatCompletionRequest, ticket: Ticket, reply_to: str,
     """The jobs of a chat request (`tools`: its tool plan, when the caller made it)."""
     tools = tool_plan(req) if tools is None else tools
     params = sampling(req, req.max_completion_tokens or req.max_tokens, ticket.model.max_tokens)
+    if req.structured_outputs is not None and (
+            tools.schema or not isinstance(req.response_format, TextFormat | None)):
+        raise InvalidRequest("structured_outputs cannot be combined with a JSON "
+                             "response_format or a forced tool call.",
+                             param="structured_outputs")
     params = _response_format(params, req.response_format)
     params = msgspec.structs.replace(params, logprobs=_top_logprobs(req),
                                      json_schema=tools.schema or params.json_schema)
-    _json_ends_the_answer(params)
+    _constraint_ends_the_answer(params)
     messages = chat_messages(req.messages)
     prompt = ChatPrompt(messages=messages, tools=tools.tools, tools_forced=bool(tools.schema))
     return [_job(ticket, "chat", prompt, p, reply_to) for p in _choices(params, req.n)]
 
 
-def _json_ends_the_answer(params: SamplingParams) -> None:
-    """Refuse `ignore_eos` and `min_tokens` with a JSON answer (a response format or a
-    forced call): the answer ends where its JSON does, on llama.cpp as on vLLM."""
-    if params.json_schema is None and not params.json_object:
+def _constraint_ends_the_answer(params: SamplingParams) -> None:
+    """Refuse `ignore_eos` and `min_tokens` with a constrained answer (a response format,
+    structured outputs or a forced call): the answer ends where the constraint is met, on
+    llama.cpp as on vLLM."""
+    if not constrained(params):
         return
     for name, asked in (("ignore_eos", params.ignore_eos), ("min_tokens", params.min_tokens)):
-        _unsupported(bool(asked), name, f"{name} cannot be combined with a JSON answer "
-                     "(response_format json_object or json_schema, or a forced tool call): "
-                     "the answer ends where its JSON does.")
+        _unsupported(bool(asked), name, f"{name} cannot be combined with a constrained answer "
+                     "(response_format json_object or json_schema, structured_outputs, or a "
+                     "forced tool call): the answer ends where the constraint is met.")
 
 
 def _top_logprobs(req: ChatCompletionRequest) -> int | None:
@@ -150,6 +191,7 @@ def completion_jobs(req: CompletionRequest, ticket: Ticket, reply_to: str) -> li
         max_tokens = min(16, ticket.model.max_tokens or 16)
     params = sampling(req, max_tokens, ticket.model.max_tokens)
     params = msgspec.structs.replace(params, logprobs=req.logprobs, echo=bool(req.echo))
+    _constraint_ends_the_answer(params)
     prompts = _prompts(req.prompt)
     if len(prompts) * req.n > MAX_PROMPTS:
         raise InvalidRequest(f"At most {MAX_PROMPTS} answers per request (prompts times n).",

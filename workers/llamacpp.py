@@ -129,7 +129,7 @@ class LlamaCppEngine:
                 loop.call_soon_threadsafe(out.put_nowait, item)
 
             echo = _echo_text(llm, prompt, tokens) if params.echo else None
-            run = _Run(tokens, params, budget, cancel, report, _grammar(params, prompt),
+            run = _Run(tokens, params, budget, cancel, report, _grammar(llm, params, prompt),
                        self._eog, echo)
             future = loop.run_in_executor(self._threads, _generate, llm, run)
             async for item in _relay(out, run, len(tokens), params):
@@ -346,11 +346,22 @@ def _logprob(llm: Any, token: int, top: int | None) -> TokenLogprob | None:
     return from_logits(logits, token, top, lambda t: llm.detokenize([t], special=True))
 
 
-def _grammar(params: SamplingParams, prompt: Prompt) -> Any:
-    """The grammar of a JSON answer (a response format, or a forced tool call): llama.cpp's
-    JSON grammar (its root is an object) or one converted from the schema; None for plain
-    text."""
+def _grammar(llm: Any, params: SamplingParams, prompt: Prompt) -> Any:
+    """The grammar of a constrained answer: a JSON answer (a response format, or a forced
+    tool call) by llama.cpp's JSON grammar (its root is an object) or one converted from the
+    schema; a choice as the alternation of its strings; a GBNF grammar as given. None for
+    plain text. A regex has no grammar here."""
     from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    if params.regex is not None:
+        raise InvalidRequest("llama.cpp cannot follow a regex: give a grammar "
+                             "(structured_outputs.grammar, in GBNF) or a choice instead.",
+                             param="structured_outputs.regex")
+    if params.choice:
+        alternatives = " | ".join(json.dumps(choice) for choice in params.choice)
+        return _parsed(llm, f"root ::= {alternatives}", "structured_outputs.choice")
+    if params.grammar is not None:
+        return _parsed(llm, params.grammar, "structured_outputs.grammar")
 
     if params.json_schema is not None:
         tools = isinstance(prompt, ChatPrompt) and prompt.tools_forced
@@ -366,6 +377,20 @@ def _grammar(params: SamplingParams, prompt: Prompt) -> Any:
     if params.json_object:
         return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
     return None
+
+
+def _parsed(llm: Any, gbnf: str, param: str) -> Any:
+    """A GBNF grammar that llama.cpp parses (it prints why when it does not), or
+    InvalidRequest naming `param`: a grammar it cannot parse would fail in the sampler."""
+    import llama_cpp
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    sampler = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, gbnf.encode(), b"root")
+    if not sampler:
+        raise InvalidRequest("llama.cpp cannot parse this grammar (GBNF, from a `root` rule).",
+                             param=param)
+    llama_cpp.llama_sampler_free(sampler)
+    return LlamaGrammar.from_string(gbnf, verbose=False)
 
 
 def _chat_formatter(llm: Any, template: str | None, opened: bool) -> Any:

@@ -11,7 +11,8 @@ request it belongs to. It honours max_tokens, stop strings and the context lengt
 With a JSON response format it answers one minimal JSON value as a single token: `{}`
 for `json_object`; for a schema, the first of the words as one JSON string, `{}`, `[]`,
 `0`, `null`, `true` that the schema accepts, or an invalid-request error when none does
-(it does not search for an instance of an arbitrary schema). A forced tool call answers
+(it does not search for an instance of an arbitrary schema); with a choice, its first
+string; a regex or a grammar it refuses. A forced tool call answers
 a call of the first tool the schema accepts, with `{}` as its arguments; with tools and
 `tool_choice: auto` it answers text, as a model that chose not to call would.
 It takes `logit_bias` without effect: its words are no tokens.
@@ -50,6 +51,7 @@ from raylane.cluster.messages import (
     TokenPrompt,
     Tokens,
     TopLogprob,
+    constrained,
 )
 from raylane.workers.engine import pack
 from raylane.workers.logprobs import Pending, prompt_entries
@@ -80,9 +82,9 @@ class SimEngine:
         natural_end = budget if params.ignore_eos else self.options.default_tokens
         limit = min(budget, params.max_tokens or max(natural_end, params.min_tokens))
         words = _answer_words(prompt)
-        structured = params.json_object or params.json_schema is not None
+        structured = constrained(params)
         if structured:
-            words, limit = [_json_answer(words, params, _tool_names(prompt))], min(limit, 1)
+            words, limit = [_constrained_answer(words, params, prompt)], min(limit, 1)
         stops = StopMatcher(params.stop)
         pending = Pending()
         start = time.monotonic() + self.options.ttft_s
@@ -158,6 +160,16 @@ def _tool_names(prompt: Prompt) -> list[str]:
     if not isinstance(prompt, ChatPrompt) or not prompt.tools or not prompt.tools_forced:
         return []
     return [tool["function"]["name"] for tool in json.loads(prompt.tools)]
+
+
+def _constrained_answer(words: list[str], params: SamplingParams, prompt: Prompt) -> str:
+    """The one-token answer of a constrained request (see the module docstring)."""
+    if params.choice:
+        return params.choice[0]
+    if params.regex is not None or params.grammar is not None:
+        raise InvalidRequest("The sim engine cannot follow a regex or a grammar.",
+                             param="structured_outputs")
+    return _json_answer(words, params, _tool_names(prompt))
 
 
 def _json_answer(words: list[str], params: SamplingParams, tools: list[str]) -> str:

@@ -264,11 +264,18 @@ def _sampling(params: SamplingParams, budget: int) -> Any:
 
 
 def _structured(params: SamplingParams) -> Any:
-    """vLLM's structured outputs for a JSON response format; None for plain text."""
+    """vLLM's structured outputs for a constrained answer (a JSON response format, a choice,
+    a regex, a grammar); None for plain text."""
     from vllm.sampling_params import StructuredOutputsParams
 
     if params.json_schema is not None:
         return StructuredOutputsParams(json=params.json_schema)
     if params.json_object:
         return StructuredOutputsParams(json_object=True)
+    if params.choice:
+        return StructuredOutputsParams(choice=params.choice)
+    if params.regex is not None:
+        return StructuredOutputsParams(regex=params.regex)
+    if params.grammar is not None:
+        return StructuredOutputsParams(grammar=params.grammar)
     return None

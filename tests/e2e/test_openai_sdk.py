@@ -283,6 +283,30 @@ def test_json_response_formats_are_followed(client: openai.OpenAI, model: str) -
     assert error.value.body["param"] == "response_format.json_schema.schema"  # type: ignore[index]
 
 
+def test_structured_outputs_choose_among_strings_and_follow_grammars(
+    client: openai.OpenAI, model: str,
+) -> None:
+    review = [{"role": "user", "content": "Review: 'Loved it.' Positive or negative?"}]
+    choices = ["positive", "negative"]
+    reply = client.chat.completions.create(
+        model=model, messages=review, max_tokens=10,  # type: ignore[arg-type]
+        extra_body={"structured_outputs": {"choice": choices}})
+    assert reply.choices[0].message.content in choices
+    text = client.completions.create(
+        model=model, prompt="Three digits:", max_tokens=10,
+        extra_body={"structured_outputs": {"grammar": "root ::= [1-9] [0-9] [0-9]"}})
+    assert len(text.choices[0].text) == 3 and text.choices[0].text.isdigit()
+    regex = {"structured_outputs": {"regex": "[1-9][0-9]{2}"}}
+    if model == MODEL:  # llama.cpp follows grammars, not regexes
+        with pytest.raises(openai.BadRequestError) as error:
+            client.completions.create(model=model, prompt="x", max_tokens=5, extra_body=regex)
+        assert error.value.body["param"] == "structured_outputs.regex"  # type: ignore[index]
+    else:
+        text = client.completions.create(model=model, prompt="Three digits:", max_tokens=10,
+                                         extra_body=regex)
+        assert len(text.choices[0].text) == 3 and text.choices[0].text.isdigit()
+
+
 def test_unknown_model_is_404(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as error:
         client.chat.completions.create(model="gpt-17", messages=QUESTION)

@@ -260,6 +260,36 @@ async def test_json_response_formats_constrain_the_answer(engine: LlamaCppEngine
     assert done.finish_reason == "stop" and isinstance(json.loads(text), dict)
 
 
+CHOICES = ["positive", "negative", "a somewhat \"mixed\" / neutral feeling"]
+THREE_DIGITS = 'root ::= [1-9] [0-9] [0-9]'
+
+
+async def test_choices_and_grammars_constrain_the_answer(engine: LlamaCppEngine) -> None:
+    review = chat("Review: 'I loved this film.' Is the review positive or negative?")
+    for seed in range(4):  # sampled at temperature 1: still always one of them
+        text, done = await generate(engine, review, seed=seed, max_tokens=40, choice=CHOICES)
+        assert text in CHOICES and done.finish_reason == "stop"
+    number = chat("Pick a number.")
+    text, done = await generate(engine, number, max_tokens=10, seed=1, grammar=THREE_DIGITS)
+    assert len(text) == 3 and text.isdigit() and text[0] != "0"
+    assert done.finish_reason == "stop"
+
+
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"grammar": "root ::= undefined-rule"}, "structured_outputs.grammar"),
+    ({"choice": ["a\bc"]}, "structured_outputs.choice"),
+    ({"regex": "[0-9]+"}, "structured_outputs.regex"),
+])
+async def test_what_llamacpp_cannot_follow_is_refused_by_name(
+    engine: LlamaCppEngine, fields: dict, param: str,
+) -> None:
+    with pytest.raises(InvalidRequest) as error:
+        await generate(engine, chat("hi"), max_tokens=4, **fields)
+    assert error.value.param == param
+    text, _ = await generate(engine, chat("hi"), max_tokens=8, choice=["still", "fine"])
+    assert text in ("still", "fine")  # the slot was given back
+
+
 async def test_a_schema_llamacpp_cannot_follow_is_refused(engine: LlamaCppEngine) -> None:
     with pytest.raises(InvalidRequest):
         await generate(engine, chat("hi"), json_schema='{"type": "object", "$ref": "#/nope"}')

@@ -206,6 +206,20 @@ async def test_json_response_formats_constrain_the_answer(engine: VllmEngine) ->
     assert done.finish_reason == "stop" and isinstance(json.loads(text), dict)
 
 
+async def test_choices_regexes_and_grammars_constrain_the_answer(engine: VllmEngine) -> None:
+    review = chat("Review: 'I loved this film.' Is the review positive or negative?")
+    choices = ["positive", "negative", "mixed"]
+    for seed in range(3):  # sampled at temperature 1: still always one of them
+        text, done, _ = await generate(engine, review, seed=seed, max_tokens=20, choice=choices)
+        assert text in choices and done.finish_reason == "stop"
+    number = chat("Pick a number.")
+    text, _, _ = await generate(engine, number, seed=1, max_tokens=10, regex="[1-9][0-9]{2}")
+    assert len(text) == 3 and text.isdigit() and text[0] != "0"
+    text, _, _ = await generate(engine, number, seed=2, max_tokens=10,
+                                grammar="root ::= [1-9] [0-9] [0-9]")
+    assert len(text) == 3 and text.isdigit() and text[0] != "0"
+
+
 async def test_logprobs_follow_the_text_and_the_greedy_choice(engine: VllmEngine) -> None:
     entries: list[TokenLogprob] = []
     text = []

@@ -99,7 +99,7 @@ def test_min_tokens_and_ignore_eos_reach_the_job_within_max_tokens() -> None:
         body = chat(response_format={"type": "json_object"}, **fields)
         with pytest.raises(InvalidRequest) as error:
             chat_jobs(decode(body, ChatCompletionRequest), ticket, "inbox")
-        assert error.value.param == param and "JSON" in error.value.message
+        assert error.value.param == param and "constrained answer" in error.value.message
 
 
 def test_vllms_top_k_and_min_p_reach_the_job() -> None:
@@ -313,3 +313,41 @@ def test_mixed_embedding_inputs_are_refused() -> None:
     with pytest.raises(InvalidRequest, match="not a mix") as error:
         embedding_job(req, admit(CONFIG, "m", None, {}, "embedding"), "inbox")
     assert error.value.param == "input"
+
+
+def test_structured_outputs_reach_the_job_as_one_constraint() -> None:
+    ticket = admit(CONFIG, "m", None, {}, "chat")
+
+    def params(outputs: dict, **fields: object) -> SamplingParams:
+        body = chat(structured_outputs=outputs, **fields)
+        return chat_jobs(decode(body, ChatCompletionRequest), ticket, "inbox")[0].params
+
+    assert params({"choice": ["yes", "no"]}).choice == ["yes", "no"]
+    assert params({"regex": "[0-9]+"}).regex == "[0-9]+"
+    assert params({"grammar": 'root ::= "a"'}).grammar == 'root ::= "a"'
+    assert params({"json_object": True}).json_object
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    assert json.loads(params({"json": schema}).json_schema or "") == schema
+    assert json.loads(params({"json": json.dumps(schema)}).json_schema or "") == schema
+    text = completion_jobs(decode(json.dumps({"model": "m", "prompt": "x", "structured_outputs": {
+        "choice": ["a"]}}).encode(), CompletionRequest), ticket, "inbox")[0].params
+    assert text.choice == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("outputs", "fields", "param"),
+    [({"choice": ["a"], "regex": "a"}, {}, "structured_outputs"),
+     ({}, {}, "structured_outputs"),
+     ({"choice": []}, {}, "structured_outputs.choice"),
+     ({"json": {"type": 12}}, {}, "structured_outputs.json"),
+     ({"json": "{not json"}, {}, "structured_outputs.json"),
+     ({"choice": ["a"]}, {"response_format": {"type": "json_object"}}, "structured_outputs"),
+     ({"choice": ["a"]}, {"min_tokens": 2}, "min_tokens"),
+     ({"grammar": 'root ::= "a"'}, {"ignore_eos": True}, "ignore_eos"),
+     ({"choice": ["a"], "whitespace_pattern": " "}, {}, "structured_outputs.whitespace_pattern")],
+)
+def test_bad_structured_outputs_are_named(outputs: dict, fields: dict, param: str) -> None:
+    with pytest.raises(InvalidRequest) as error:
+        req = decode(chat(structured_outputs=outputs, **fields), ChatCompletionRequest)
+        chat_jobs(req, admit(CONFIG, "m", None, {}, "chat"), "inbox")
+    assert error.value.param == param

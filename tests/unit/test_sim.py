@@ -151,3 +151,12 @@ async def test_a_forced_tool_call_answers_the_first_tool_with_no_arguments() -> 
         await run(SimEngine(SimOptions(tokens_per_s=1000)), prompt,
                   json_schema='{"type": "array", "items": {"const": 5}, "minItems": 1}')
     assert error.value.param == "tools"
+
+
+async def test_a_choice_is_answered_with_its_first_string() -> None:
+    engine = SimEngine(SimOptions(tokens_per_s=1000))
+    text, done = await run(engine, chat("pick"), choice=["yes", "no"])
+    assert (text, done.finish_reason, done.completion_tokens) == ("yes", "stop", 1)
+    with pytest.raises(InvalidRequest) as error:
+        await run(engine, chat("pick"), regex="[a-z]+")
+    assert error.value.param == "structured_outputs"
