@@ -1,6 +1,8 @@
 """The worker's pull loop: lease a job whenever a slot is free, run it, stream it back.
 
-A replica with `slots` free slots holds at most `slots` leases. Each running job
+A replica with `slots` free slots holds at most `slots` leases of its pool's jobs; a
+second lease loop takes the model's light jobs (tokenizing, `LIGHT_LANE`), up to
+`LIGHT_SLOTS` at once beside the slots, so they never wait for one. Each running job
 streams its engine's output through `JobQueue.emit`, which is fenced by the
 lease token: if the lease was lost (this worker was paused past it, or cut off)
 the events are dropped and the job is abandoned here. A heartbeat renews the
