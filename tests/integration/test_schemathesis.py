@@ -22,6 +22,7 @@ and mode, about a minute on two cores):
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import uuid
 from collections import Counter
@@ -126,10 +127,34 @@ class SimRouter:
         self._app = build_app(self._state)
 
     async def _stop(self) -> None:
+        # A shutdown that hangs would hang schemathesis' event loop thread, and the run with
+        # it, with no word of where: it is given STOP_S, then the stacks of every task are
+        # kept for the next test to fail with.
+        stopping = asyncio.ensure_future(self._stop_both())
+        if not (await asyncio.wait({stopping}, timeout=STOP_S))[0]:
+            STUCK.append(_task_stacks())
+            stopping.cancel()
+            return
+        stopping.result()
+
+    async def _stop_both(self) -> None:
         if self._worker is not None:
             await self._worker.stop(grace_s=1.0)
         if self._state is not None:
             await self._state.close()
+
+
+STOP_S = 30.0
+"""Longest a router and its worker may take to stop."""
+STUCK: list[str] = []
+"""The task stacks of each stop that did not finish in time."""
+
+
+def _task_stacks() -> str:
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        task.print_stack(file=out)
+    return out.getvalue()
 
 
 class Fuzzed:
@@ -281,6 +306,7 @@ def check_ndjson(label: str, content: bytes) -> None:
 def test_the_router_answers_as_documented(
     fuzzed: Fuzzed, variant: str, label: str, mode: GenerationMode
 ) -> None:
+    assert not STUCK, "an earlier test's router did not stop:\n" + STUCK[0]
     sim_router, api = fuzzed(variant)
     operation = api.find_operation_by_label(label)
     assert operation is not None
