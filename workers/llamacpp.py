@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import json
 import random
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -42,10 +41,11 @@ from raylane.cluster.messages import (
     TokenPrompt,
     Tokens,
 )
+from raylane.workers.llamacpp_echo import echo_text, prompt_logprobs
 from raylane.workers.llamacpp_embed import LlamaEmbedder
+from raylane.workers.llamacpp_grammar import grammar
 from raylane.workers.llamacpp_logits import processors
-from raylane.workers.llamacpp_schema import skipped
-from raylane.workers.logprobs import Pending, from_logits, prompt_entries
+from raylane.workers.logprobs import Pending, from_logits
 from raylane.workers.prompts import check_bias, completion_budget, token_ids
 from raylane.workers.stops import StopMatcher
 from raylane.workers.templates import template_inputs
@@ -128,8 +128,8 @@ class LlamaCppEngine:
             def report(item: tuple[str, Any]) -> None:
                 loop.call_soon_threadsafe(out.put_nowait, item)
 
-            echo = _echo_text(llm, prompt, tokens) if params.echo else None
-            run = _Run(tokens, params, budget, cancel, report, _grammar(llm, params, prompt),
+            echo = echo_text(llm, prompt, tokens) if params.echo else None
+            run = _Run(tokens, params, budget, cancel, report, grammar(llm, params, prompt),
                        self._eog, echo)
             future = loop.run_in_executor(self._threads, _generate, llm, run)
             async for item in _relay(out, run, len(tokens), params):
@@ -259,7 +259,7 @@ def _generate(llm: Any, run: _Run) -> None:
         held = run.eog if params.ignore_eos or params.min_tokens else []
         if run.echo is not None:
             entries = (None if params.logprobs is None
-                       else _prompt_logprobs(llm, run.tokens, params.logprobs))
+                       else prompt_logprobs(llm, run.tokens, params.logprobs))
             run.report(("echo", (run.echo, entries)))
             if run.budget == 0:
                 run.report(("end", "length"))
@@ -288,42 +288,6 @@ def _generate(llm: Any, run: _Run) -> None:
         run.report(("error", exc))
 
 
-def _echo_text(llm: Any, prompt: Prompt, tokens: list[int]) -> str:
-    """The text an echo begins the answer with: a text prompt as sent, else its tokens'."""
-    if isinstance(prompt, TextPrompt):
-        return prompt.text
-    return str(llm.detokenize(tokens, special=True).decode("utf-8", errors="replace"))
-
-
-def _prompt_logprobs(llm: Any, tokens: list[int], top: int) -> list[TokenLogprob]:
-    """Each prompt token's log probability given those before it (and the `top` likeliest
-    there), from one pass over the prompt that keeps every position's logits. The pass
-    leaves the prompt in the context, as `Llama.eval` would, so `generate` goes on from it
-    (it decodes the last token again for its logits)."""
-    import llama_cpp
-    import numpy as np
-
-    def piece(token: int) -> bytes:
-        return bytes(llm.detokenize([token], special=True))
-
-    llm.reset()
-    llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-    n_vocab = llm.n_vocab()
-    following: list[TokenLogprob] = []
-    for start in range(0, len(tokens), llm.n_batch):
-        batch = tokens[start:start + llm.n_batch]
-        llm._batch.set_batch(batch=batch, n_past=start, logits_all=True)
-        llm._ctx.decode(llm._batch)
-        llm.input_ids[start:start + len(batch)] = batch
-        llm.n_tokens = start + len(batch)
-        for i, after in enumerate(tokens[start + 1:start + len(batch) + 1]):
-            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, i),
-                                           shape=(n_vocab,))
-            following.append(from_logits(logits, after, top, piece))
-    llm._requires_eval = True
-    return prompt_entries(tokens, lambda i, _: following[i - 1], piece)
-
-
 def _eog_tokens(llm: Any) -> list[int]:
     """The ids that end generation (end of text, end of turn, ...)."""
     import llama_cpp
@@ -344,53 +308,6 @@ def _logprob(llm: Any, token: int, top: int | None) -> TokenLogprob | None:
     logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1),
                                    shape=(llm.n_vocab(),))
     return from_logits(logits, token, top, lambda t: llm.detokenize([t], special=True))
-
-
-def _grammar(llm: Any, params: SamplingParams, prompt: Prompt) -> Any:
-    """The grammar of a constrained answer: a JSON answer (a response format, or a forced
-    tool call) by llama.cpp's JSON grammar (its root is an object) or one converted from the
-    schema; a choice as the alternation of its strings; a GBNF grammar as given. None for
-    plain text. A regex has no grammar here."""
-    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
-
-    if params.regex is not None:
-        raise InvalidRequest("llama.cpp cannot follow a regex: give a grammar "
-                             "(structured_outputs.grammar, in GBNF) or a choice instead.",
-                             param="structured_outputs.regex")
-    if params.choice:
-        alternatives = " | ".join(json.dumps(choice) for choice in params.choice)
-        return _parsed(llm, f"root ::= {alternatives}", "structured_outputs.choice")
-    if params.grammar is not None:
-        return _parsed(llm, params.grammar, "structured_outputs.grammar")
-
-    if params.json_schema is not None:
-        tools = isinstance(prompt, ChatPrompt) and prompt.tools_forced
-        what = "the parameters of these tools" if tools else "this JSON schema"
-        param = "tools" if tools else "response_format.json_schema.schema"
-        if (keyword := skipped(json.loads(params.json_schema))) is not None:
-            raise InvalidRequest(f"llama.cpp cannot follow {what}: its grammar would not "
-                                 f"enforce `{keyword}`.", param=param)
-        try:
-            return LlamaGrammar.from_json_schema(params.json_schema, verbose=False)
-        except Exception as exc:  # a schema feature the converter lacks: the request's fault
-            raise InvalidRequest(f"llama.cpp cannot follow {what}: {exc}", param=param) from exc
-    if params.json_object:
-        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-    return None
-
-
-def _parsed(llm: Any, gbnf: str, param: str) -> Any:
-    """A GBNF grammar that llama.cpp parses (it prints why when it does not), or
-    InvalidRequest naming `param`: a grammar it cannot parse would fail in the sampler."""
-    import llama_cpp
-    from llama_cpp.llama_grammar import LlamaGrammar
-
-    sampler = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, gbnf.encode(), b"root")
-    if not sampler:
-        raise InvalidRequest("llama.cpp cannot parse this grammar (GBNF, from a `root` rule).",
-                             param=param)
-    llama_cpp.llama_sampler_free(sampler)
-    return LlamaGrammar.from_string(gbnf, verbose=False)
 
 
 def _chat_formatter(llm: Any, template: str | None, opened: bool) -> Any:
