@@ -13,27 +13,31 @@ local rpm = tonumber(ARGV[2])
 local tpm = tonumber(ARGV[3])
 local cost = tonumber(ARGV[4])
 
+-- A bucket's level now, and the time to store with it: never earlier than the stored one,
+-- since routers' calls may reach Redis in another order than their clocks read (a stamp
+-- moved back would count the same refill twice).
 local function level(field, cap)
   local raw = redis.call('HMGET', KEYS[1], field, field .. '_ts')
-  if not raw[1] then return cap end
-  local elapsed = math.max(0, now - tonumber(raw[2]))
-  return math.min(cap, tonumber(raw[1]) + elapsed * cap / 60000)
+  if not raw[1] then return cap, now end
+  local stamp = tonumber(raw[2])
+  local elapsed = math.max(0, now - stamp)
+  return math.min(cap, tonumber(raw[1]) + elapsed * cap / 60000), math.max(now, stamp)
 end
 
 local function wait(have, need, cap)
   return math.ceil((need - have) * 60000 / cap)
 end
 
-local rq, tk = 0, 0
+local rq, tk, rq_ts, tk_ts = 0, 0, now, now
 local short = 0
 if rpm > 0 then
-  rq = level('rq', rpm)
+  rq, rq_ts = level('rq', rpm)
   if rq < 1 then short = math.max(short, wait(rq, 1, rpm)) end
 end
 if tpm > 0 then
   -- a request asking more than a whole minute's tokens waits for a full bucket
   cost = math.min(cost, tpm)
-  tk = level('tk', tpm)
+  tk, tk_ts = level('tk', tpm)
   if tk < cost then short = math.max(short, wait(tk, cost, tpm)) end
 end
 if short > 0 then return {1, short} end
@@ -45,9 +49,9 @@ end
 if budget then redis.call('HINCRBY', KEYS[1], 'budget', -tonumber(ARGV[4])) end
 -- levels are stored as strings: floats survive without Lua's integer conversion
 if rpm > 0 then
-  redis.call('HSET', KEYS[1], 'rq', tostring(rq - 1), 'rq_ts', tostring(now))
+  redis.call('HSET', KEYS[1], 'rq', tostring(rq - 1), 'rq_ts', tostring(rq_ts))
 end
 if tpm > 0 then
-  redis.call('HSET', KEYS[1], 'tk', tostring(tk - cost), 'tk_ts', tostring(now))
+  redis.call('HSET', KEYS[1], 'tk', tostring(tk - cost), 'tk_ts', tostring(tk_ts))
 end
 return {0, 0}
