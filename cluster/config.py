@@ -59,9 +59,14 @@ class CorsConfig(Base, kw_only=True, frozen=True):
 
 class RouterConfig(Base, kw_only=True, frozen=True):
     host: str = "127.0.0.1"
-    """Address the HTTP proxy binds (0.0.0.0 to serve other hosts)."""
+    """Address the HTTP API binds (0.0.0.0 to serve other hosts)."""
     port: int = 8000
     """Port of the OpenAI/Ollama HTTP API."""
+    ingress: Literal["auto", "direct", "proxy"] = "auto"
+    """How HTTP reaches the router. `direct`: the router replica serves `host:port` itself
+    (Ray Serve's direct ingress); only on a Ray that `raylane serve` starts, with one router
+    replica. `proxy`: Ray Serve's HTTP proxy serves the port and passes each request to a
+    router replica. `auto`: `direct` where it can be, `proxy` elsewhere."""
     replicas: Replicas = Replicas()
     """Router replicas (each owns one Redis inbox)."""
     max_body_bytes: int = 4 * 1024 * 1024
@@ -277,6 +282,9 @@ def _check(config: Config, text: str, source: str) -> None:
 
 def _check_router(router: RouterConfig, fail: _Failer) -> None:
     fail.replicas(router.replicas, "$.router.replicas", allow_zero=False)
+    if router.ingress == "direct" and router.replicas.max > 1:
+        fail("$.router.ingress", "direct serves one router replica on the port; with "
+             f"replicas.max {router.replicas.max} use proxy (or auto)")
     if router.queue_position_interval_s < 0:
         fail("$.router.queue_position_interval_s", "must be 0 (no comments) or more")
 

@@ -12,17 +12,19 @@ import contextlib
 import http.client
 import logging
 import os
+import socket
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from raylane.cluster.app import APP_NAME, build_application
-from raylane.cluster.config import Config, pool_name
+from raylane.cluster.config import Config, RouterConfig, pool_name
 from raylane.cluster.keys import Keys
 from raylane.cluster.placement import check_cluster
 from raylane.cluster.redis_server import RedisServer, free_ports
 from raylane.cluster.weights import resolve_weights
+from raylane.cluster.yamlpos import ConfigError
 
 log = logging.getLogger("raylane")
 
@@ -51,13 +53,26 @@ replica is up. Free ones let two raylanes run on one host without one's HAProxy 
 to start or falling back to the other's routers."""
 
 
-def serve_env() -> dict[str, str]:
+def serve_env(direct_port: int | None = None) -> dict[str, str]:
     """Settings for a Ray that `raylane serve` starts itself, less those the caller's
-    environment sets: Serve's throughput settings, and what Serve's HAProxy ingress needs
-    when the caller turns it on (`RAY_SERVE_ENABLE_HA_PROXY=1`). A cluster from `ray start`
-    takes them from that command's environment (deploy/*.yaml)."""
+    environment sets: Serve's throughput settings; with `direct_port`, Serve's direct
+    ingress on that port (`direct_ingress`); and what Serve's HAProxy ingress needs when the
+    caller turns it on (`RAY_SERVE_ENABLE_HA_PROXY=1`). A cluster from `ray start` takes
+    them from that command's environment (deploy/*.yaml)."""
     env = dict(THROUGHPUT_ENV)
-    if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
+    if direct_port is not None:
+        env.update({
+            "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+            # Serve gives each ingress replica a port of [min, max): here only the router's.
+            "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(direct_port),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(direct_port + 1),
+            # Serve holds a released port back (150 s) and a stopping replica open (30 s)
+            # for load balancers in front to notice; there are none, and a router replica
+            # that Serve restarts should take the port back at once.
+            "RAY_SERVE_PORT_QUARANTINE_S": "0",
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0",
+        })
+    elif os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
         env.update({
             # How long a stopping router replica keeps answering so HAProxy can take it out
             # of rotation (Serve's default is 30 s, sized for load balancers on other hosts);
@@ -67,6 +82,33 @@ def serve_env() -> dict[str, str]:
             **dict(zip(HAPROXY_PORTS, map(str, free_ports(len(HAPROXY_PORTS))), strict=True)),
         })
     return {name: value for name, value in env.items() if name not in os.environ}
+
+
+def direct_ingress(router: RouterConfig, own_ray: bool) -> bool:
+    """Whether the router replica serves `router.port` itself (`router.ingress`): `auto`
+    chooses it on a Ray this process starts, with one router replica and no HAProxy.
+    Raises ConfigError for `direct` where it cannot be."""
+    haproxy = os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
+    if router.ingress == "direct":
+        if not own_ray:
+            raise ConfigError("router.ingress: direct needs a Ray that raylane starts itself; "
+                              "a running Ray's ingress was set when it started (use auto)")
+        if haproxy:
+            raise ConfigError("router.ingress: direct and RAY_SERVE_ENABLE_HA_PROXY=1 both "
+                              "serve the router's port; choose one")
+        return True
+    return router.ingress == "auto" and own_ray and not haproxy and router.replicas.max == 1
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise ConfigError when something on this host already listens on `host:port`."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"router.port: cannot serve {host}:{port}: {exc.strerror}"
+                              ) from exc
 
 
 @contextlib.contextmanager
@@ -88,6 +130,7 @@ class Cluster:
     prefix: str = "raylane"
     _redis: RedisServer | None = field(default=None, repr=False)
     _own_ray: bool = False
+    _direct: bool = False
 
     def start(self) -> float:
         """Bring everything up; returns seconds taken. Raises on any failure."""
@@ -96,9 +139,16 @@ class Cluster:
             for pool in model.pools:
                 if pool.model is not None:
                     resolve_weights(pool.model)  # fail before starting anything
+        # No address: a Ray of its own, even where `ray start` left one running (plain
+        # `ray.init()` would join that one, and stopping would then shut its Serve down).
+        address = self.ray_address or os.environ.get("RAY_ADDRESS") or "local"
+        self._own_ray = address == "local"
+        self._direct = direct_ingress(self.config.router, self._own_ray)
+        if self._own_ray:
+            check_port_free(self.config.router.host, self.config.router.port)
         try:
             self._start_redis()
-            self._start_ray()
+            self._start_ray(address)
             self._start_serve()
         except BaseException:
             self.stop()
@@ -112,14 +162,11 @@ class Cluster:
             url = self._redis.url
         self.redis_url = url
 
-    def _start_ray(self) -> None:
+    def _start_ray(self, address: str) -> None:
         import ray
 
-        # No address: a Ray of its own, even where `ray start` left one running (plain
-        # `ray.init()` would join that one, and stopping would then shut its Serve down).
-        address = self.ray_address or os.environ.get("RAY_ADDRESS") or "local"
-        self._own_ray = address == "local"
-        with environment(serve_env() if self._own_ray else {}):  # Ray's processes inherit it
+        env = serve_env(self.config.router.port if self._direct else None)
+        with environment(env if self._own_ray else {}):  # Ray's processes inherit it
             ray.init(address=address, namespace="raylane", include_dashboard=False,
                      configure_logging=True, logging_level=logging.WARNING)
         check_cluster(self.config)  # Serve would wait forever for a replica that cannot fit
@@ -128,7 +175,10 @@ class Cluster:
         from ray import serve
 
         router = self.config.router
-        serve.start(http_options={"host": router.host, "port": router.port})
+        # Under direct ingress Serve still runs its proxy (on the head node only), which
+        # would take the router's port: it gets one of its own that nothing uses.
+        port = free_ports(1)[0] if self._direct else router.port
+        serve.start(http_options={"host": router.host, "port": port})
         assert self.redis_url is not None
         self._set_draining(False)  # a previous stop may have left the flag behind
         app = build_application(self.config, self.redis_url, self.prefix)

@@ -74,6 +74,10 @@ def serve_config(path: str | os.PathLike[str], redis_url: str | None = None,
     url = redis_url or os.environ.get("REDIS_URL") or config.redis.url
     if not url:
         raise ConfigError(f"{path}: {NO_REDIS}")
+    if config.router.ingress == "direct":
+        raise ConfigError.at(Path(path).read_text(), str(path), "$.router.ingress",
+                             "direct is for `raylane serve`; on a cluster Serve's proxy on "
+                             "every node serves the port (use auto or proxy)")
     inline = yaml.safe_load(Path(path).read_text()) or {}
     router = config.router
     args: dict[str, Any] = {"config": inline, "redis_url": url}

@@ -1,7 +1,7 @@
 """Router + queue overhead: raylane on a `sim` pool against the same engine served directly.
 
-    python -m loadtest.bench_router                         # concurrency 1, 16, 64; then ramp
-    python -m loadtest.bench_router --concurrency 1 16 64 --duration 10 --max-tokens 4
+    python -m loadtest.bench_router             # both ingresses; concurrency 1, 16, 64; ramp
+    python -m loadtest.bench_router --ingress proxy --concurrency 1 16 64 --duration 10
 
 Both sides run raylane's `SimEngine` with the same settings (`--tokens-per-s`, default
 10,000, and `--max-tokens` 4: a short answer, so the serving path dominates):
@@ -9,16 +9,18 @@ Both sides run raylane's `SimEngine` with the same settings (`--tokens-per-s`, d
 - baseline: `loadtest/sim_server.py`, one uvicorn process answering
   `/v1/chat/completions` with the engine (OpenAI's SSE chunks, no queue);
 - raylane: `raylane serve` in this process's Ray, one router replica, one sim pool
-  (one replica with `--slots` slots), an embedded Redis.
+  (one replica with `--slots` slots), an embedded Redis; once for each `--ingress`
+  (`router.ingress`: `direct`, the router replica serves the port itself; `proxy`, Serve's
+  HTTP proxy in front of it), each against the baseline anew.
 
 It first times `GET /health` and 300 non-streaming answers one after the other on both
 sides, and splits raylane's time with the `timings` of its answers: from the router
 accepting the request to the answer's end (the queue, the worker, the inbox) against the
-rest (HTTP through Serve's proxy to the router replica and back, the router's request
-handling). One asyncio httpx client then sends streamed chat completions, closed loop, at each
-concurrency for `--duration` seconds per side, and prints p50/p99 latency and time to
-first token, raylane's added milliseconds and the ratios. Then it ramps raylane's
-concurrency (`--ramp`) until requests/s stops growing by 5%, and prints the best
+rest (HTTP to the router replica and back, through Serve's proxy under `proxy`, and the
+router's request handling). One asyncio httpx client then sends streamed chat completions,
+closed loop, at each concurrency for `--duration` seconds per side, and prints p50/p99
+latency and time to first token, raylane's added milliseconds and the ratios. Then it ramps
+raylane's concurrency (`--ramp`) until requests/s stops growing by 5%, and prints the best
 requests/s, per core of this machine, and per CPU-second that Serve's proxy and the
 router replica used (the router's own cost, with every other process's CPU beside it).
 """
@@ -41,7 +43,7 @@ from raylane.cluster.config import parse_config
 from raylane.cluster.redis_server import free_port
 
 CONFIG = """\
-router: {{replicas: {{min: 1, max: 1}}}}
+router: {{ingress: {ingress}, replicas: {{min: 1, max: 1}}}}
 models:
   - name: sim
     queue: {{max_depth: 100000, timeout_s: 60}}
@@ -143,16 +145,17 @@ async def split_ms(url: str, max_tokens: int, requests: int = 300) -> dict[str, 
 
 
 def compare(urls: dict[str, str], args: argparse.Namespace) -> None:
+    """`urls`: the baseline ("direct") and raylane, in that order."""
+    ours_side = list(urls)[1]
     health = {side: asyncio.run(health_ms(url)) for side, url in urls.items()}
     print("GET /health p50 (no queue): " +
           ", ".join(f"{side} {ms:.1f} ms" for side, ms in health.items()))
     split = {side: asyncio.run(split_ms(url, args.max_tokens)) for side, url in urls.items()}
-    ours = split["raylane"]
+    ours = split[ours_side]
     print(f"non-streaming, concurrency 1, p50: direct {split['direct']['client']:.1f} ms, "
-          f"raylane {ours['client']:.1f} ms, of which {ours['total_ms']:.1f} ms from the "
+          f"{ours_side} {ours['client']:.1f} ms, of which {ours['total_ms']:.1f} ms from the "
           f"router accepting the request to the answer's end (queue wait "
-          f"{ours['queue_ms']:.1f} ms); the rest is HTTP through Serve's proxy to the "
-          "router and back\n")
+          f"{ours['queue_ms']:.1f} ms); the rest is HTTP to the router and back\n")
     print("| concurrency | side | req/s | p50 ms | p99 ms | TTFT p50 ms | TTFT p99 ms | errors |")
     print("|---|---|---|---|---|---|---|---|")
     added = []
@@ -164,7 +167,7 @@ def compare(urls: dict[str, str], args: argparse.Namespace) -> None:
                                  for values in (s.total, s.ttft) for q in (50, 99))
             print(f"| {concurrency} | {side} | {s.per_s:,.0f} | {figures} | {s.errors} |",
                   flush=True)
-        base, ours = got["direct"], got["raylane"]
+        base, ours = got["direct"], got[ours_side]
         added.append((concurrency, *(percentile_ms(mine, q) - percentile_ms(theirs, q)
                                      for mine, theirs, q in ((ours.total, base.total, 50),
                                                              (ours.total, base.total, 99),
@@ -229,6 +232,10 @@ def _cpu(processes: dict[str, list[psutil.Process]]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ingress", nargs="+", choices=["direct", "proxy"],
+                        default=["direct", "proxy"],
+                        help="raylane's router.ingress, one raylane run each (proxy: Serve's "
+                             "HTTP proxy, or HAProxy with RAY_SERVE_ENABLE_HA_PROXY=1)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--ramp", type=int, nargs="*", default=[8, 16, 32, 64, 128, 256],
                         help="concurrency steps of the throughput ramp (none: skip it)")
@@ -244,15 +251,18 @@ def main() -> None:
     direct = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "loadtest.sim_server", "--port", str(port),
                                "--tokens-per-s", str(args.tokens_per_s)])
-    config = on_free_port(parse_config(CONFIG.format(rate=args.tokens_per_s, slots=args.slots,
-                                                     interval=args.stream_interval_s)))
     try:
         wait_healthy(f"{direct}/health", server, 30, "sim baseline")
-        with running(config) as url:
-            print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
-            compare({"direct": direct, "raylane": url}, args)
-            if args.ramp:
-                ramp(url, args)
+        for ingress in args.ingress:
+            config = on_free_port(parse_config(CONFIG.format(
+                ingress=ingress, rate=args.tokens_per_s, slots=args.slots,
+                interval=args.stream_interval_s)))
+            with running(config) as url:
+                print(f"\n## raylane, router.ingress {ingress}: {os.cpu_count()} cores, load "
+                      f"average {os.getloadavg()[0]:.1f}", flush=True)
+                compare({"direct": direct, f"raylane {ingress}": url}, args)
+                if args.ramp:
+                    ramp(url, args)
     finally:
         server.terminate()
         server.wait(10)

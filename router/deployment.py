@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from fastapi import FastAPI
 from ray import serve
 
@@ -23,6 +26,7 @@ class Router:
         # `pools` are the worker deployments, bound here so Serve deploys them with the
         # router; requests never go to them directly (workers pull from Redis).
         logs.configure()
+        _reuse_the_port()
         self.state = await RouterState.open(config, redis_url, prefix)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
@@ -35,3 +39,32 @@ class Router:
 
     async def __del__(self) -> None:
         await self.state.close()
+
+
+def _reuse_the_port() -> None:
+    """Under Serve's direct ingress, let this replica's HTTP server bind its port the way
+    Serve's proxy binds its own: with SO_REUSEADDR and SO_REUSEPORT.
+
+    Serve (2.60) binds an ingress replica's port with neither. When a router replica dies
+    with connections open, their ends wait in TIME_WAIT on its port for a minute; the
+    replica Serve starts in its place then fails to bind the port, and Serve's controller
+    blocks the port for good. Under `raylane serve` the port is the router's one port
+    (docs/architecture.md, Ingress), so the router would not come back. Runs in the
+    replica's constructor, before Serve starts the server."""
+    from ray.serve._private import constants, replica
+
+    start = getattr(replica, "start_asgi_http_server", None)
+    if not constants.RAY_SERVE_ENABLE_DIRECT_INGRESS or start is None:
+        if constants.RAY_SERVE_ENABLE_DIRECT_INGRESS:
+            logging.getLogger("raylane.router").warning(
+                "this Ray Serve does not start ingress servers where raylane expects; a "
+                "router replica Serve restarts may not get its port back")
+        return
+    if getattr(start, "raylane_reuses_port", False):
+        return
+
+    async def reusing(*args: Any, **kwargs: Any) -> Any:
+        return await start(*args, **{**kwargs, "enable_so_reuseport": True})
+
+    reusing.raylane_reuses_port = True  # type: ignore[attr-defined]
+    replica.start_asgi_http_server = reusing

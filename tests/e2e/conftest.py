@@ -24,7 +24,7 @@ import openai
 import psutil
 import pytest
 
-from raylane.cluster.redis_server import free_port
+from raylane.cluster.redis_server import RedisServer, free_port
 
 CONFIG = """\
 router: {{port: {port}}}
@@ -95,16 +95,31 @@ def stop_raylane(process: subprocess.Popen[bytes], timeout_s: float = 60) -> int
 
 
 @contextmanager
-def serving(root: Path, config: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """`raylane serve` of `config` (a YAML template with a `{port}`) in `root`; yields its
-    URL and stops it (Ctrl-C) on the way out. Its output is `root`/raylane.log."""
+def running(root: Path, config: str, env: dict[str, str] | None = None) -> Iterator[Running]:
+    """`raylane serve` of `config` (a YAML template with a `{port}`) in `root`, with `env`
+    added; stopped (Ctrl-C) on the way out. Its output is `root`/raylane.log."""
     port = free_port()
     (root / "raylane.yaml").write_text(config.format(port=port))
-    process = start_raylane([str(root / "raylane.yaml")], root / "raylane.log", env=env)
+    log = root / "raylane.log"
+    process = start_raylane([str(root / "raylane.yaml")], log, env=env)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield Running(f"http://127.0.0.1:{port}", process, log)
     finally:
         stop_raylane(process)
+
+
+@contextmanager
+def serving(root: Path, config: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`running`, yielding its URL."""
+    with running(root, config, env) as cluster:
+        yield cluster.url
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A Redis of the module's own, for tests that watch the queue's keys."""
+    with RedisServer() as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")

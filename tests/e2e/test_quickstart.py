@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +23,16 @@ def test_embedded_defaults_serve_the_bundled_model_and_stop_cleanly(tmp_path: Pa
     tree = psutil.Process(process.pid).children(recursive=True)
     names = " ".join(" ".join(p.cmdline()) for p in tree)
     assert "redis-server" in names and "raylet" in names
+    # The router replica serves the port itself (router.ingress auto: direct), no proxy
+    # between the client and the router.
+    (listener,) = [c.pid for c in psutil.net_connections("tcp")
+                   if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+    assert "ServeReplica:raylane:Router" in " ".join(psutil.Process(listener).cmdline())
+    # A second raylane on the same port stops at once and says why.
+    second = subprocess.run([sys.executable, "-m", "raylane.cluster.cli", "serve", "--port",
+                             str(port)], capture_output=True, text=True, timeout=60)
+    assert second.returncode == 2
+    assert f"router.port: cannot serve 127.0.0.1:{port}: Address already in use" in second.stderr
     try:
         with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-anything",
                            max_retries=0) as client:

@@ -11,7 +11,6 @@ import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,8 +18,7 @@ import redis
 
 from raylane.cluster.keys import Keys
 from raylane.cluster.queue import ALIVE_TTL_S
-from raylane.cluster.redis_server import RedisServer, free_port
-from tests.e2e.conftest import Running, start_raylane, stop_raylane
+from tests.e2e.conftest import Running, running
 
 CONFIG = """\
 router: {{port: {port}, replicas: {{min: 2, max: 2}}}}
@@ -36,22 +34,9 @@ models:
 
 
 @pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    with RedisServer() as server:
-        yield server.url
-
-
-@pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Running]:
-    root: Path = tmp_path_factory.mktemp("routers")
-    port = free_port()
-    (root / "raylane.yaml").write_text(CONFIG.format(port=port))
-    log = root / "raylane.log"
-    process = start_raylane([str(root / "raylane.yaml")], log, env={"REDIS_URL": redis_url})
-    try:
-        yield Running(f"http://127.0.0.1:{port}", process, log)
-    finally:
-        stop_raylane(process)
+    with running(tmp_path_factory.mktemp("routers"), CONFIG, {"REDIS_URL": redis_url}) as it:
+        yield it
 
 
 def stream(url: str, words: str) -> str:

@@ -71,6 +71,10 @@ def test_defaults_serve_the_bundled_model() -> None:
          ":8: models[0].aliases[0]: model name 'smollm2-135m' is already used"),
         (("name: overflow", "name: ~light"),
          ":18: models[0].pools[1].name: pool names may not begin with '~'"),
+        (("port: 9000", "port: 9000\n  ingress: direct"),
+         ":5: router.ingress: direct serves one router replica on the port; with replicas.max 4"),
+        (("port: 9000", "port: 9000\n  ingress: haproxy"),
+         ":5: router.ingress: Invalid enum value 'haproxy'"),
     ],
 )
 def test_a_bad_key_is_named_with_its_line(edit: tuple[str, str], expected: str) -> None:

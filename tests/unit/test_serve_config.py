@@ -88,13 +88,23 @@ def test_build_and_deploy_refuse_an_embedded_redis(
         assert "a deployed application needs a Redis every node reaches" in err
 
 
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("slots: 4", "slotz: 4"), ":6: models[0].pools[0].slotz: unknown key"),
+        # A cluster's Serve serves the port from the proxy on every node.
+        (("port: 8100}", "port: 8100, ingress: direct}"),
+         ":2: router.ingress: direct is for `raylane serve`"),
+    ],
+)
 def test_build_reports_a_bad_config_with_its_line(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: tuple[str, str],
+        expected: str) -> None:
     bad = tmp_path / "raylane.yaml"
-    bad.write_text(CONFIG.replace("slots: 4", "slotz: 4"))
+    bad.write_text(CONFIG.replace(*edit))
     rc, _, err = build([str(bad)], capsys)
     assert rc == 2
-    assert f"{bad}:6: models[0].pools[0].slotz: unknown key" in err
+    assert f"{bad}{expected}" in err
 
 
 def test_deploy_reports_an_unreachable_dashboard(
