@@ -38,14 +38,15 @@ def vllm_server(checkpoint: Path, port: int, args: argparse.Namespace) -> subpro
 
 
 def raylane_config(args: argparse.Namespace) -> object:
-    from raylane.cluster.config import Config, ModelConfig, PoolConfig
+    from raylane.cluster.config import Config, ModelConfig, PoolConfig, RouterConfig
 
     options = {"max_model_len": args.max_model_len, "kv_cache_gb": args.kv_cache_gb,
                "enforce_eager": args.eager, "dtype": "bfloat16"}
     pool = PoolConfig(backend="vllm", model=args.model, options=options,
                       slots=args.concurrency, resources={"CPU": 1},
                       stream_interval_s=args.stream_interval_s)
-    return Config(models=[ModelConfig(name="bench", pools=[pool])])
+    return Config(router=RouterConfig(ingress=args.ingress),
+                  models=[ModelConfig(name="bench", pools=[pool])])
 
 
 def report(name: str, took: float, results: list[Result]) -> tuple[float, float, float]:
@@ -67,6 +68,8 @@ def main() -> None:
     parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--kv-cache-gb", type=float, default=1.0)
     parser.add_argument("--eager", action="store_true", help="enforce_eager on both sides")
+    parser.add_argument("--ingress", choices=["auto", "direct", "proxy"], default="auto",
+                        help="raylane's router.ingress (auto: direct, as raylane serve has it)")
     parser.add_argument("--stream-interval-s", type=float, default=0.0,
                         help="the raylane pool's stream_interval_s (vLLM's server keeps its "
                              "default of one token per chunk)")
