@@ -176,7 +176,7 @@ class Cluster:
 
         router = self.config.router
         # Under direct ingress Serve still runs its proxy (on the head node only), which
-        # would take the router's port: it gets one of its own that nothing uses.
+        # would take the router's port: it gets a free one of its own.
         port = free_ports(1)[0] if self._direct else router.port
         serve.start(http_options={"host": router.host, "port": port})
         assert self.redis_url is not None
