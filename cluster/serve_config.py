@@ -74,11 +74,12 @@ def serve_config(path: str | os.PathLike[str], redis_url: str | None = None,
     url = redis_url or os.environ.get("REDIS_URL") or config.redis.url
     if not url:
         raise ConfigError(f"{path}: {NO_REDIS}")
+    text = Path(path).read_text()
     if config.router.ingress == "direct":
-        raise ConfigError.at(Path(path).read_text(), str(path), "$.router.ingress",
+        raise ConfigError.at(text, str(path), "$.router.ingress",
                              "direct is for `raylane serve`; on a cluster Serve's proxy on "
                              "every node serves the port (use auto or proxy)")
-    inline = yaml.safe_load(Path(path).read_text()) or {}
+    inline = yaml.safe_load(text) or {}
     router = config.router
     args: dict[str, Any] = {"config": inline, "redis_url": url}
     if not check_placement:

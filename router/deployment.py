@@ -53,12 +53,13 @@ def _reuse_the_port() -> None:
     replica's constructor, before Serve starts the server."""
     from ray.serve._private import constants, replica
 
+    if not constants.RAY_SERVE_ENABLE_DIRECT_INGRESS:
+        return
     start = getattr(replica, "start_asgi_http_server", None)
-    if not constants.RAY_SERVE_ENABLE_DIRECT_INGRESS or start is None:
-        if constants.RAY_SERVE_ENABLE_DIRECT_INGRESS:
-            logging.getLogger("raylane.router").warning(
-                "this Ray Serve does not start ingress servers where raylane expects; a "
-                "router replica Serve restarts may not get its port back")
+    if start is None:
+        logging.getLogger("raylane.router").warning(
+            "this Ray Serve does not start ingress servers where raylane expects; a router "
+            "replica Serve restarts may not get its port back")
         return
     if getattr(start, "raylane_reuses_port", False):
         return

@@ -67,6 +67,13 @@ class Running:
         return psutil.Process(self.process.pid).children(recursive=True)
 
 
+def listener(port: int) -> psutil.Process:
+    """The process listening on `port` of this host."""
+    (pid,) = [c.pid for c in psutil.net_connections("tcp")
+              if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+    return psutil.Process(pid)
+
+
 def start_raylane(args: list[str], log: Path, timeout_s: float = 180,
                   env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Run `raylane serve ARGS` (with `env` added) and wait until it says it is serving."""

@@ -14,12 +14,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import psutil
 import pytest
 import redis
 
 from raylane.cluster.queue import ALIVE_TTL_S
-from tests.e2e.conftest import Running, running
+from tests.e2e.conftest import Running, listener, running
 from tests.e2e.test_router_faults import routers_of_running_jobs, stream
 
 CONFIG = """\
@@ -38,12 +37,6 @@ models:
 def cluster(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Running]:
     with running(tmp_path_factory.mktemp("ingress"), CONFIG, {"REDIS_URL": redis_url}) as it:
         yield it
-
-
-def listener(port: int) -> psutil.Process:
-    (pid,) = [c.pid for c in psutil.net_connections("tcp")
-              if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
-    return psutil.Process(pid)
 
 
 def test_a_killed_router_replica_comes_back_on_the_port(cluster: Running,

@@ -12,7 +12,7 @@ import openai
 import psutil
 
 from raylane.cluster.redis_server import free_port
-from tests.e2e.conftest import start_raylane, stop_raylane
+from tests.e2e.conftest import listener, start_raylane, stop_raylane
 
 
 def test_embedded_defaults_serve_the_bundled_model_and_stop_cleanly(tmp_path: Path) -> None:
@@ -25,9 +25,7 @@ def test_embedded_defaults_serve_the_bundled_model_and_stop_cleanly(tmp_path: Pa
     assert "redis-server" in names and "raylet" in names
     # The router replica serves the port itself (router.ingress auto: direct), no proxy
     # between the client and the router.
-    (listener,) = [c.pid for c in psutil.net_connections("tcp")
-                   if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
-    assert "ServeReplica:raylane:Router" in " ".join(psutil.Process(listener).cmdline())
+    assert "ServeReplica:raylane:Router" in " ".join(listener(port).cmdline())
     # A second raylane on the same port stops at once and says why.
     second = subprocess.run([sys.executable, "-m", "raylane.cluster.cli", "serve", "--port",
                              str(port)], capture_output=True, text=True, timeout=60)
